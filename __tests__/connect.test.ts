@@ -1,0 +1,71 @@
+import connect from 'connect';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import { Readable } from 'node:stream';
+import request from 'supertest';
+import { sessions } from '../lib/index';
+import { listen } from './support/http';
+
+describe('without Express', () => {
+  it('works on a bare connect() app, without cookie-parser', async () => {
+    const app = connect();
+    app.use(sessions());
+    app.use((req: IncomingMessage, res: ServerResponse) => {
+      const count = ((req.session.get('count') as number | undefined) ?? 0) + 1;
+      req.session.set('count', count);
+      res.setHeader('Location', '/');
+      res.statusCode = 302;
+      res.end(String(count));
+    });
+    const agent = request.agent(app);
+    expect((await agent.get('/')).text).toBe('1');
+    expect((await agent.get('/')).text).toBe('2');
+  });
+
+  it('works in a plain http.createServer handler, passing errors to next', async () => {
+    const middleware = sessions();
+    const errors: unknown[] = [];
+    const { server, url } = await listen((req, res) => {
+      middleware(req, res, (err) => {
+        if (err) {
+          errors.push(err);
+          res.statusCode = 500;
+          return res.end();
+        }
+        req.session.set('visits', ((req.session.get('visits') as number | undefined) ?? 0) + 1);
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end(`visits=${String(req.session.get('visits'))}`);
+      });
+    });
+    try {
+      const agent = request.agent(url);
+      expect((await agent.get('/')).text).toBe('visits=1');
+      expect((await agent.get('/')).text).toBe('visits=2');
+      expect(errors).toEqual([]);
+    } finally {
+      server.close();
+      await middleware.manager.close();
+    }
+  });
+
+  it('saves before a piped stream completes, and sets the cookie before the first chunk', async () => {
+    const middleware = sessions();
+    const { server, url } = await listen((req, res) => {
+      middleware(req, res, () => {
+        req.session.set('downloaded', true);
+        pipeline(Readable.from(['a', 'b', 'c']), res, () => {});
+      });
+    });
+    try {
+      const res = await request(url).get('/');
+      expect(res.text).toBe('abc');
+      const cookie = (res.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
+      const sid = cookie.slice(4);
+      const stored = await middleware.manager.provider.read(sid);
+      expect(stored?.values.get('downloaded')).toBe('true');
+    } finally {
+      server.close();
+      await middleware.manager.close();
+    }
+  });
+});

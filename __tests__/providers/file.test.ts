@@ -1,0 +1,307 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { OptionError, ProviderError } from '../../lib/errors';
+import { FileProvider, type FileOptions } from '../../lib/providers/file';
+import type { Provider } from '../../lib/providers/provider';
+import { runProviderConformance } from '../support/provider-conformance';
+
+const MINUTE = 60_000;
+const roots = new Map<Provider, string>();
+
+/** A provider over `<fresh temp root>/sessions`, so a test can see whether anything lands beside the folder. */
+function freshProvider(options: Partial<FileOptions> = {}): { provider: FileProvider; root: string; dir: string } {
+  const root = mkdtempSync(join(tmpdir(), 'sm-file-'));
+  const dir = join(root, 'sessions');
+  const provider = new FileProvider({ dir, ...options });
+  roots.set(provider, root);
+  return { provider, root, dir };
+}
+
+async function dispose(provider: Provider): Promise<void> {
+  await provider.close();
+  rmSync(roots.get(provider)!, { recursive: true, force: true });
+  roots.delete(provider);
+}
+
+runProviderConformance('file', { create: () => freshProvider().provider, destroy: dispose });
+runProviderConformance('file (fsync)', { create: () => freshProvider({ fsync: true }).provider, destroy: dispose });
+
+const fileOf = (dir: string, sid: string): string => join(dir, `${createHash('sha256').update(sid).digest('hex')}.json`);
+const json = (entries: Record<string, unknown>): Map<string, string> =>
+  new Map(Object.entries(entries).map(([key, value]) => [key, JSON.stringify(value)]));
+
+describe('file provider', () => {
+  let provider: FileProvider;
+  let root: string;
+  let dir: string;
+  let reported: Error[];
+  let now: number;
+
+  beforeEach(() => {
+    reported = [];
+    ({ provider, root, dir } = freshProvider({ onError: (err) => reported.push(err) }));
+    now = Date.now();
+  });
+
+  afterEach(() => dispose(provider));
+
+  describe('when ids are hostile', () => {
+    const hostile = ['../escape', '../../escape-too', '/etc/passwd', 'a\u0000b', 'x'.repeat(300), '.', '..', '', 'CaSe', 'case'];
+
+    it('keeps every id inside the folder, as its own session', async () => {
+      for (const sid of hostile) await expect(provider.create(sid, json({ sid }), now, now + MINUTE)).resolves.toBe(true);
+      for (const sid of hostile) {
+        expect((await provider.read(sid))!.values.get('sid')).toBe(JSON.stringify(sid));
+        await expect(provider.update(sid, json({ more: 1 }), now + MINUTE, now)).resolves.toBe(true);
+      }
+      expect(readdirSync(root)).toEqual(['sessions']);
+      expect(existsSync(join(tmpdir(), 'escape-too'))).toBe(false);
+      const names = readdirSync(dir);
+      expect(names).toHaveLength(hostile.length); // 'CaSe' and 'case' stay apart, and no temp or lock file is left
+      for (const name of names) expect(name).toMatch(/^[0-9a-f]{64}\.json$/);
+      const listed = [];
+      for await (const entry of provider.entries(now)) listed.push(entry.sid);
+      expect(listed.sort()).toEqual([...hostile].sort());
+      for (const sid of hostile) await provider.destroy(sid);
+      expect(readdirSync(dir)).toEqual([]);
+    });
+  });
+
+  describe('when a file is corrupt or truncated', () => {
+    it('reports garbage and treats the session as absent', async () => {
+      const sid = 'garbage';
+      await provider.create(sid, json({ a: 1 }), now, now + MINUTE);
+      writeFileSync(fileOf(dir, sid), '\u0000\u0001 not json');
+      await expect(provider.read(sid)).resolves.toBeUndefined();
+      await expect(provider.update(sid, json({ b: 2 }), now + MINUTE, now)).resolves.toBe(false);
+      await expect(provider.count(now)).resolves.toBe(0);
+      expect(reported.length).toBeGreaterThanOrEqual(3);
+      for (const err of reported) {
+        expect(err).toBeInstanceOf(ProviderError);
+        expect(err.message).not.toContain(sid);
+      }
+    });
+
+    it('reports a truncated file, skips it in count and entries, and gc moves it aside', async () => {
+      await provider.create('whole', json({ a: 1 }), now, now + MINUTE);
+      await provider.create('cut', json({ a: 'x'.repeat(100) }), now, now + MINUTE);
+      const cut = fileOf(dir, 'cut');
+      truncateSync(cut, Math.floor(statSync(cut).size / 2));
+      await expect(provider.read('cut')).resolves.toBeUndefined();
+      await expect(provider.count(now)).resolves.toBe(1);
+      const listed = [];
+      for await (const entry of provider.entries(now)) listed.push(entry.sid);
+      expect(listed).toEqual(['whole']);
+      reported.length = 0;
+      await expect(provider.gc(now)).resolves.toBe(0);
+      expect(reported).toHaveLength(1);
+      expect(reported[0].message).toMatch(/moved the corrupt session file/);
+      expect(existsSync(cut)).toBe(false);
+      expect(existsSync(cut.replace(/\.json$/, '.corrupt'))).toBe(true);
+      await expect(provider.create('cut', json({ fresh: true }), now, now + MINUTE)).resolves.toBe(true);
+    });
+
+    it('treats a valid file copied under another id as corrupt', async () => {
+      await provider.create('alice', json({ user: 'alice' }), now, now + MINUTE);
+      writeFileSync(fileOf(dir, 'mallory'), readFileSync(fileOf(dir, 'alice')));
+      await expect(provider.read('mallory')).resolves.toBeUndefined();
+      expect(reported).toHaveLength(1);
+    });
+
+    it('survives an onError that throws', async () => {
+      const throwing = new FileProvider({ dir, onError: () => { throw new Error('reporter broke'); } });
+      writeFileSync(fileOf(dir, 'bad'), '{');
+      await expect(throwing.read('bad')).resolves.toBeUndefined();
+      await throwing.close();
+    });
+  });
+
+  describe('when the process restarts', () => {
+    it('a new instance over the same folder reads and changes what the first wrote', async () => {
+      await provider.create('kept', json({ user: 'ann' }), now, now + MINUTE);
+      await provider.update('kept', json({ cart: [1, 2] }), now + 2 * MINUTE, now);
+      const second = new FileProvider({ dir });
+      const stored = await second.read('kept');
+      expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', cart: '[1,2]' });
+      expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
+      await expect(second.update('kept', json({ user: 'bob' }), now + MINUTE, now)).resolves.toBe(true);
+      await second.close();
+      expect((await provider.read('kept'))!.values.get('user')).toBe('"bob"');
+    });
+  });
+
+  describe('when two processes update one session', () => {
+    it('keeps every key of both', async () => {
+      const sid = 'shared';
+      const perProcess = 150;
+      await provider.create(sid, new Map(), now, now + 10 * MINUTE);
+      await runInChildren('file-hammer.ts', [
+        [dir, sid, 'a', String(perProcess)],
+        [dir, sid, 'b', String(perProcess)],
+      ]);
+      const values = (await provider.read(sid))!.values;
+      expect(values.size).toBe(2 * perProcess);
+      for (let i = 0; i < perProcess; i++) {
+        expect(values.get(`a${i}`)).toBe(String(i));
+        expect(values.get(`b${i}`)).toBe(String(i));
+      }
+      expect(readdirSync(dir)).toEqual([fileOf(dir, sid).slice(dir.length + 1)]); // no lock or temp file left
+    }, 60_000);
+  });
+
+  describe('when another process holds the lock', () => {
+    const lockOf = (sid: string): string => fileOf(dir, sid).replace(/\.json$/, '.lock');
+
+    it('waits for it to be released', async () => {
+      await provider.create('busy', new Map(), now, now + MINUTE);
+      writeFileSync(lockOf('busy'), '');
+      let settled = false;
+      const pending = provider.update('busy', json({ a: 1 }), now + MINUTE, now).finally(() => (settled = true));
+      await new Promise((done) => setTimeout(done, 150));
+      expect(settled).toBe(false);
+      rmSync(lockOf('busy'));
+      await expect(pending).resolves.toBe(true);
+    });
+
+    it('takes over a lock left by a crash once it is stale', async () => {
+      await provider.create('crashed', new Map(), now, now + MINUTE);
+      writeFileSync(lockOf('crashed'), '');
+      const hourAgo = new Date(Date.now() - 60 * MINUTE);
+      utimesSync(lockOf('crashed'), hourAgo, hourAgo);
+      await expect(provider.update('crashed', json({ a: 1 }), now + MINUTE, now)).resolves.toBe(true);
+      expect(existsSync(lockOf('crashed'))).toBe(false);
+    });
+
+    it('takes over a lock that stays held past lockStaleMs', async () => {
+      const impatient = new FileProvider({ dir, lockStaleMs: 200 });
+      await impatient.create('stuck', new Map(), now, now + MINUTE);
+      writeFileSync(lockOf('stuck'), '');
+      const started = Date.now();
+      await expect(impatient.update('stuck', json({ a: 1 }), now + MINUTE, now)).resolves.toBe(true);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+      await impatient.close();
+    });
+  });
+
+  describe('gc', () => {
+    it('walks a large folder in batches, deleting exactly the expired sessions and old temp files', async () => {
+      const expired = Array.from({ length: 150 }, (_, i) => `old${i}`);
+      const live = Array.from({ length: 70 }, (_, i) => `new${i}`);
+      await Promise.all(expired.map((sid) => provider.create(sid, json({ sid }), now, now + MINUTE)));
+      await Promise.all(live.map((sid) => provider.create(sid, json({ sid }), now, now + 10 * MINUTE)));
+      const hex = 'a'.repeat(64);
+      writeFileSync(join(dir, `${hex}.0123456789ab.tmp`), 'left by a crash');
+      writeFileSync(join(dir, `${hex}.ba9876543210.tmp`), 'being written right now');
+      utimesSync(join(dir, `${hex}.0123456789ab.tmp`), new Date(now - 2 * 60 * MINUTE), new Date(now - 2 * 60 * MINUTE));
+      writeFileSync(join(dir, 'README'), 'not ours');
+
+      const gone: string[] = [];
+      await expect(provider.gc(now + 2 * MINUTE, (sid) => gone.push(sid))).resolves.toBe(150);
+      expect(gone.sort()).toEqual([...expired].sort());
+      await expect(provider.count(now + 2 * MINUTE)).resolves.toBe(70);
+      expect(readdirSync(dir).filter((name) => !name.endsWith('.json')).sort()).toEqual(['README', `${hex}.ba9876543210.tmp`]);
+    });
+
+    it('sweeps past an entry it cannot read, then rejects naming it', async () => {
+      await provider.create('expired', new Map(), now, now + MINUTE);
+      mkdirSync(fileOf(dir, 'a folder, not a file'));
+      const gone: string[] = [];
+      const err = await provider.gc(now + 2 * MINUTE, (sid) => gone.push(sid)).catch((error: unknown) => error);
+      expect(err).toBeInstanceOf(ProviderError);
+      expect((err as Error).message).toMatch(/gc deleted 1 sessions but failed on 1 files: EISDIR/);
+      expect(gone).toEqual(['expired']);
+    });
+
+    it('does not delete a session that an update extended in the meantime', async () => {
+      await provider.create('racing', new Map(), now, now + MINUTE);
+      // The update queues for the lock first; gc peeks at the old, expired file, then must re-read under the lock.
+      const [extended, deleted] = await Promise.all([
+        provider.update('racing', json({ a: 1 }), now + 10 * MINUTE, now),
+        provider.gc(now + MINUTE),
+      ]);
+      expect([extended, deleted]).toEqual([true, 0]);
+      expect((await provider.read('racing'))!.expiresAt).toBe(now + 10 * MINUTE);
+    });
+  });
+
+  describe('when the folder cannot be written', () => {
+    // Tests run as root, for whom chmod 0500 blocks nothing. Replacing the folder
+    // by a regular file is a fault that stops root too: every path inside it
+    // fails with ENOTDIR, like a folder on a volume that went away.
+    it('rejects with ProviderError instead of answering as if it worked', async () => {
+      await provider.create('before', json({ a: 1 }), now, now + MINUTE);
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, 'not a folder');
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['create', () => provider.create('new', new Map(), now, now + MINUTE)],
+        ['read', () => provider.read('before')],
+        ['update', () => provider.update('before', json({ b: 2 }), now + MINUTE, now)],
+        ['touch', () => provider.touch('before', now + MINUTE, now)],
+        ['destroy', () => provider.destroy('before')],
+        ['gc', () => provider.gc(now)],
+        ['count', () => provider.count(now)],
+        ['entries', async () => { for await (const _ of provider.entries(now)) break; }],
+      ];
+      for (const [name, call] of calls) {
+        const err = await call().then(() => undefined, (error: unknown) => error);
+        expect([name, err]).toEqual([name, expect.any(ProviderError)]);
+        expect((err as ProviderError).status).toBe(503);
+      }
+    });
+
+    it('rejects a read whose file is not a regular file, rather than calling it absent', async () => {
+      mkdirSync(fileOf(dir, 'odd'));
+      await expect(provider.read('odd')).rejects.toBeInstanceOf(ProviderError);
+    });
+
+    it('throws ProviderError at construction when the folder cannot be created', () => {
+      writeFileSync(join(root, 'file'), '');
+      expect(() => new FileProvider({ dir: join(root, 'file', 'sessions') })).toThrow(ProviderError);
+    });
+  });
+
+  describe('options and lifecycle', () => {
+    it('rejects bad options by name', () => {
+      expect(() => new FileProvider({} as FileOptions)).toThrow(/option dir/);
+      expect(() => new FileProvider({ dir, fsync: 'yes' } as unknown as FileOptions)).toThrow(/option fsync/);
+      expect(() => new FileProvider({ dir, lockStaleMs: 0 })).toThrow(/option lockStaleMs/);
+      expect(() => new FileProvider({ dir, folder: dir } as unknown as FileOptions)).toThrow(OptionError);
+    });
+
+    it('creates the folder and files readable by the owner only', async () => {
+      await provider.create('secret', json({ token: 't' }), now, now + MINUTE);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(statSync(fileOf(dir, 'secret')).mode & 0o777).toBe(0o600);
+    });
+
+    it('finishes queued writes on close and refuses calls afterwards', async () => {
+      await provider.create('closing', new Map(), now, now + MINUTE);
+      const writes = Array.from({ length: 10 }, (_, i) => provider.update('closing', json({ [`k${i}`]: i }), now + MINUTE, now));
+      await provider.close();
+      await expect(Promise.all(writes)).resolves.toEqual(Array(10).fill(true));
+      expect(readdirSync(dir)).toHaveLength(1);
+      await expect(provider.read('closing')).rejects.toThrow(/closed/);
+    });
+  });
+});
+
+/** Runs `script` from __tests__/support in one real Node process per argument list, all started at once. */
+async function runInChildren(script: string, argLists: string[][]): Promise<void> {
+  const cwd = resolve(__dirname, '..', '..');
+  const children = argLists.map((args) => {
+    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'support', script), ...args], { cwd });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const ready = new Promise<void>((done) => child.stdout.once('data', () => done()));
+    const exited = new Promise<void>((done, fail) =>
+      child.on('exit', (code) => (code === 0 ? done() : fail(new Error(`${script} exited with ${code}: ${stderr}`)))),
+    );
+    return { child, ready, exited };
+  });
+  await Promise.race([Promise.all(children.map((c) => c.ready)), Promise.all(children.map((c) => c.exited))]);
+  for (const { child } of children) child.stdin.end('go\n');
+  await Promise.all(children.map((c) => c.exited));
+}

@@ -1,0 +1,228 @@
+import { Pool } from 'pg';
+import { ProviderError } from '../../lib/errors';
+import { PostgresProvider } from '../../lib/providers/postgres';
+import { runProviderConformance } from '../support/provider-conformance';
+import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, runUpdatersInChildren, skipReason, startPostgres, type PgServer } from '../support/services';
+
+const reason = skipReason('postgres');
+if (reason) console.warn(`Skipping the PostgreSQL provider tests: ${reason}`);
+const describePg = reason ? describe.skip : describe;
+const connectionString = process.env.DATABASE_URL ?? '';
+
+let counter = 0;
+/** A table no other test (or test run) uses, so tests sharing the server never see each other's rows. */
+function uniqueTable(): string {
+  counter += 1;
+  return `test_${process.pid}_${counter}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Calls `fn` until it resolves (the server is starting, the pool replaces dead connections), up to `timeoutMs`. */
+async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+async function rejectionTime(promise: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
+  const started = Date.now();
+  try {
+    await promise;
+  } catch (error) {
+    return { ms: Date.now() - started, error };
+  }
+  throw new Error('expected a rejection');
+}
+
+const MINUTE = 60_000;
+const one = (key: string, json: string): Map<string, string> => new Map([[key, json]]);
+
+describePg('postgres provider', () => {
+  let admin: Pool;
+  beforeAll(() => {
+    admin = new Pool({ connectionString, max: 2 });
+  });
+  afterAll(async () => {
+    await admin.end();
+  });
+
+  /** Drops the provider's table, then closes it. */
+  async function cleanUp(provider: PostgresProvider): Promise<void> {
+    await admin.query(`DROP TABLE IF EXISTS "${provider.table}"`);
+    await provider.close();
+  }
+
+  runProviderConformance('postgres', {
+    create: () => new PostgresProvider({ connectionString, table: uniqueTable() }),
+    destroy: (provider) => cleanUp(provider as PostgresProvider),
+  });
+
+  describe('storage layout', () => {
+    it('creates the documented table and index, values as jsonb strings of JSON text', async () => {
+      const provider = new PostgresProvider({ connectionString, table: uniqueTable() });
+      try {
+        const now = Date.now();
+        await provider.create('abc', new Map([['n', '1.0'], ['nul\0key', '"a\\u0000b"'], ['back\\slash', 'true']]), now, now + MINUTE);
+        const { rows } = await admin.query(`SELECT data::text AS data, created_at, expires_at FROM "${provider.table}" WHERE sid = 'abc'`);
+        expect(JSON.parse(rows[0].data)).toEqual({ n: '1.0', 'nul\\0key': '"a\\u0000b"', 'back\\\\slash': 'true' });
+        expect([Number(rows[0].created_at), Number(rows[0].expires_at)]).toEqual([now, now + MINUTE]);
+        const columns = await admin.query(
+          `SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
+          [provider.table],
+        );
+        expect(columns.rows).toEqual([
+          { column_name: 'sid', data_type: 'text', is_nullable: 'NO' },
+          { column_name: 'data', data_type: 'jsonb', is_nullable: 'NO' },
+          { column_name: 'created_at', data_type: 'bigint', is_nullable: 'NO' },
+          { column_name: 'expires_at', data_type: 'bigint', is_nullable: 'NO' },
+        ]);
+        const indexes = await admin.query(`SELECT indexdef FROM pg_indexes WHERE tablename = $1`, [provider.table]);
+        expect(indexes.rows.map((row) => row.indexdef).join('\n')).toMatch(/\(expires_at\)/);
+        // Exact text back, NUL in a key included; deleting the escaped key works too.
+        const stored = await provider.read('abc');
+        expect(Object.fromEntries(stored!.values)).toEqual({ n: '1.0', 'nul\0key': '"a\\u0000b"', 'back\\slash': 'true' });
+        await provider.update('abc', new Map([['nul\0key', undefined]]), now + MINUTE, now);
+        expect([...(await provider.read('abc'))!.values.keys()].sort()).toEqual(['back\\slash', 'n']);
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+
+    it('rejects a table name that is not a plain identifier', () => {
+      for (const table of ['', 'a;drop', 'x"y', '1abc', 'a.b.c', 'x'.repeat(64)]) {
+        expect(() => new PostgresProvider({ connectionString, table })).toThrow(/option table is invalid/);
+      }
+      expect(() => new PostgresProvider({ connectionString, table: 'public.Sessions_2' })).not.toThrow();
+    });
+
+    it('collects and lists more rows than one batch or page', async () => {
+      const provider = new PostgresProvider({ connectionString, table: uniqueTable() });
+      try {
+        const now = Date.now();
+        await provider.count(now); // creates the table
+        await admin.query(
+          `INSERT INTO "${provider.table}" SELECT 's' || i, '{}', $1::bigint, CASE WHEN i % 2 = 0 THEN $1::bigint + 1000 ELSE $1::bigint + 600000 END FROM generate_series(1, 2500) i`,
+          [now],
+        );
+        let listed = 0;
+        for await (const _entry of provider.entries(now + 2000)) listed += 1;
+        expect(listed).toBe(1250);
+        const reported: string[] = [];
+        await expect(provider.gc(now + 2000, (sid) => reported.push(sid))).resolves.toBe(1250);
+        expect(new Set(reported).size).toBe(1250);
+        await expect(provider.count(now)).resolves.toBe(1250);
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+  });
+
+  describe('when a new provider opens the same database', () => {
+    it('reads what the first one wrote', async () => {
+      const table = uniqueTable();
+      const first = new PostgresProvider({ connectionString, table });
+      const now = Date.now();
+      await first.create('restart', one('user', '"ann"'), now, now + MINUTE);
+      await first.update('restart', one('n', '2'), now + 2 * MINUTE, now);
+      await first.close();
+      const second = new PostgresProvider({ connectionString, table });
+      try {
+        const stored = await second.read('restart');
+        expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', n: '2' });
+        expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
+      } finally {
+        await cleanUp(second);
+      }
+    });
+  });
+
+  describe('when two processes update one session at once', () => {
+    it('keeps every key of both', async () => {
+      const table = uniqueTable();
+      const provider = new PostgresProvider({ connectionString, table });
+      try {
+        const now = Date.now();
+        await provider.create('shared', new Map(), now, now + 5 * MINUTE);
+        await runUpdatersInChildren({ module: 'postgres', exportName: 'PostgresProvider', options: { connectionString, table }, sid: 'shared', children: 2, keysPerChild: 200 });
+        const stored = await provider.read('shared');
+        expect(stored!.values.size).toBe(400);
+        for (let i = 0; i < 200; i++) {
+          expect(stored!.values.get(`c0_${i}`)).toBe(String(i));
+          expect(stored!.values.get(`c1_${i}`)).toBe(String(i));
+        }
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+  });
+
+  describe('when the app passes its own pool', () => {
+    it('uses it and leaves it open after close()', async () => {
+      const pool = new Pool({ connectionString, max: 2 });
+      const provider = new PostgresProvider({ pool, table: uniqueTable() });
+      try {
+        const now = Date.now();
+        await provider.create('mine', one('a', '1'), now, now + MINUTE);
+        await provider.close();
+        const { rows } = await pool.query(`SELECT count(*)::int AS n FROM "${provider.table}"`);
+        expect(rows[0].n).toBe(1);
+      } finally {
+        await admin.query(`DROP TABLE IF EXISTS "${provider.table}"`);
+        await pool.end();
+      }
+    });
+  });
+
+  // Fault tests stop and restart a private server, never the shared one other suites use.
+  const describeFault = pgBinDir() === undefined ? describe.skip : describe;
+  if (pgBinDir() === undefined) console.warn('Skipping the fault tests: PostgreSQL (initdb, pg_ctl) is not installed here');
+  describeFault('when the server goes away and comes back', () => {
+    let server: PgServer;
+    beforeAll(async () => {
+      server = await startPostgres();
+    });
+    afterAll(async () => {
+      await discard(server);
+    });
+
+    it('rejects with ProviderError quickly while it is down, and works again after a restart', async () => {
+      const provider = new PostgresProvider({ connectionString: server.url });
+      const now = Date.now();
+      await provider.create('before', one('a', '1'), now, now + MINUTE);
+
+      await pgStop(server);
+      for (const call of [provider.read('before'), provider.update('before', one('a', '2'), now + MINUTE, now), provider.count(now)]) {
+        const { ms, error } = await rejectionTime(call);
+        expect(error).toBeInstanceOf(ProviderError);
+        expect(ms).toBeLessThan(1000);
+      }
+
+      await pgStart(server);
+      // The pool dropped the dead connections and opens new ones; the data survived on disk.
+      const stored = await eventually(() => provider.read('before'));
+      expect(stored!.values.get('a')).toBe('1');
+      await expect(provider.update('before', one('a', '3'), now + MINUTE, now)).resolves.toBe(true);
+      await provider.close();
+    });
+
+    it('rejects when the server is down before the first call', async () => {
+      await pgStop(server);
+      const provider = new PostgresProvider({ connectionString: server.url, table: uniqueTable() });
+      const { ms, error } = await rejectionTime(provider.read('x'));
+      expect(error).toBeInstanceOf(ProviderError);
+      expect(ms).toBeLessThan(1000);
+      await pgStart(server);
+      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined(); // and it created its table
+      await provider.close();
+    });
+  });
+
+  it('says how to fix a missing driver', async () => {
+    await expect(missingDriverMessage('postgres', 'PostgresProvider', { connectionString })).resolves.toMatch('Cannot import `pg`: install it or pass `pool`');
+  });
+});

@@ -1,0 +1,267 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { OptionError, ProviderError } from '../../lib/errors';
+import type { Provider } from '../../lib/providers/provider';
+import { SqliteProvider, type SqliteOptions } from '../../lib/providers/sqlite';
+import { runProviderConformance } from '../support/provider-conformance';
+
+const MINUTE = 60_000;
+const cleanups = new Map<Provider, () => void>();
+
+/** A provider over a database file in a fresh temp folder. */
+function freshProvider(options: Partial<SqliteOptions> = {}): { provider: SqliteProvider; path: string } {
+  const root = mkdtempSync(join(tmpdir(), 'sm-sqlite-'));
+  const path = join(root, 'sessions.db');
+  const provider = new SqliteProvider({ path, ...options });
+  cleanups.set(provider, () => rmSync(root, { recursive: true, force: true }));
+  return { provider, path };
+}
+
+async function dispose(provider: Provider): Promise<void> {
+  await provider.close();
+  cleanups.get(provider)?.();
+  cleanups.delete(provider);
+}
+
+runProviderConformance('sqlite', { create: () => freshProvider().provider, destroy: dispose });
+runProviderConformance('sqlite (database passed in)', {
+  create: () => {
+    const database = new Database(':memory:');
+    const provider = new SqliteProvider({ database });
+    cleanups.set(provider, () => database.close());
+    return provider;
+  },
+  destroy: dispose,
+});
+
+const json = (entries: Record<string, unknown>): Map<string, string> =>
+  new Map(Object.entries(entries).map(([key, value]) => [key, JSON.stringify(value)]));
+
+describe('sqlite provider', () => {
+  let provider: SqliteProvider;
+  let path: string;
+  let reported: Error[];
+  let now: number;
+
+  beforeEach(() => {
+    reported = [];
+    ({ provider, path } = freshProvider({ onError: (err) => reported.push(err) }));
+    now = Date.now();
+  });
+
+  afterEach(() => dispose(provider));
+
+  describe('when the app passes its own database', () => {
+    it('leaves it open after close()', async () => {
+      const database = new Database(':memory:');
+      const shared = new SqliteProvider({ database, table: 'web_sessions' });
+      await shared.create('s', json({ a: 1 }), now, now + MINUTE);
+      await shared.close();
+      expect(database.open).toBe(true);
+      expect(database.prepare('SELECT COUNT(*) AS n FROM web_sessions').get()).toEqual({ n: 1 });
+      await expect(shared.read('s')).rejects.toBeInstanceOf(ProviderError);
+      database.close();
+    });
+
+    it('answers plain numbers even when the database defaults to BigInt', async () => {
+      const database = new Database(':memory:');
+      database.defaultSafeIntegers(true);
+      const shared = new SqliteProvider({ database });
+      await shared.create('s', new Map(), now, now + MINUTE);
+      const stored = await shared.read('s');
+      expect([typeof stored!.createdAt, typeof stored!.expiresAt]).toEqual(['number', 'number']);
+      await expect(shared.count(now)).resolves.toBe(1);
+      await shared.close();
+      database.close();
+    });
+  });
+
+  describe('when the process restarts', () => {
+    it('a new instance over the same file reads and changes what the first wrote', async () => {
+      await provider.create('kept', json({ user: 'ann' }), now, now + MINUTE);
+      await provider.update('kept', json({ cart: [1, 2] }), now + 2 * MINUTE, now);
+      await provider.close();
+      const second = new SqliteProvider({ path });
+      const stored = await second.read('kept');
+      expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', cart: '[1,2]' });
+      expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
+      await second.close();
+    });
+
+    it('opened the file in WAL mode', () => {
+      const other = new Database(path);
+      expect(other.pragma('journal_mode', { simple: true })).toBe('wal');
+      other.close();
+    });
+  });
+
+  describe('when two processes update one session', () => {
+    it('keeps every key of both', async () => {
+      const sid = 'shared';
+      const perProcess = 200;
+      await provider.create(sid, new Map(), now, now + 10 * MINUTE);
+      await runInChildren('sqlite-hammer.ts', [
+        [path, sid, 'a', String(perProcess)],
+        [path, sid, 'b', String(perProcess)],
+      ]);
+      const values = (await provider.read(sid))!.values;
+      expect(values.size).toBe(2 * perProcess);
+      for (let i = 0; i < perProcess; i++) {
+        expect(values.get(`a${i}`)).toBe(String(i));
+        expect(values.get(`b${i}`)).toBe(String(i));
+      }
+    }, 60_000);
+  });
+
+  describe('gc', () => {
+    it('deletes exactly the expired rows, in bounded batches that yield to the event loop', async () => {
+      const batched = freshProvider({ gcBatchSize: 100 }).provider;
+      const expired = Array.from({ length: 1234 }, (_, i) => `old${i}`);
+      const live = Array.from({ length: 300 }, (_, i) => `new${i}`);
+      for (const sid of expired) await batched.create(sid, json({ sid }), now, now + MINUTE);
+      for (const sid of live) await batched.create(sid, json({ sid }), now, now + 10 * MINUTE);
+      // An edge: expiresAt equal to now is expired (live means now < expiresAt).
+      await batched.create('edge', new Map(), now, now + 2 * MINUTE);
+
+      let ticks = 0;
+      let ticking = true;
+      const tick = (): void => {
+        ticks += 1;
+        if (ticking) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const gone: string[] = [];
+      const deleted = await batched.gc(now + 2 * MINUTE, (sid) => gone.push(sid));
+      ticking = false;
+
+      expect(deleted).toBe(1235);
+      expect(gone.sort()).toEqual([...expired, 'edge'].sort());
+      expect(ticks).toBeGreaterThanOrEqual(12); // 13 batches of at most 100, the loop ran between them
+      await expect(batched.count(now + 2 * MINUTE)).resolves.toBe(300);
+      for (const sid of live) expect(await batched.read(sid)).toBeDefined();
+      await dispose(batched);
+    });
+  });
+
+  describe('entries', () => {
+    it('pages through many rows, each exactly once, while writes go on between pages', async () => {
+      const sids = Array.from({ length: 450 }, (_, i) => `s${String(i).padStart(4, '0')}`);
+      for (const sid of sids) await provider.create(sid, json({ sid }), now, now + MINUTE);
+      const seen: string[] = [];
+      for await (const entry of provider.entries(now)) {
+        seen.push(entry.sid);
+        if (seen.length === 250) await provider.destroy('s0001'); // a write mid-iteration must not fail
+      }
+      expect(seen).toHaveLength(450);
+      expect(new Set(seen).size).toBe(450);
+    });
+  });
+
+  describe('when a row is corrupt', () => {
+    it('reports it and treats the session as absent', async () => {
+      await provider.create('bad', json({ a: 1 }), now, now + MINUTE);
+      await provider.create('good', json({ a: 1 }), now, now + MINUTE);
+      const other = new Database(path);
+      other.prepare('UPDATE sessions SET values_json = ? WHERE sid = ?').run('{"a": 1', 'bad');
+      other.close();
+      await expect(provider.read('bad')).resolves.toBeUndefined();
+      await expect(provider.update('bad', json({ b: 2 }), now + MINUTE, now)).resolves.toBe(false);
+      const listed = [];
+      for await (const entry of provider.entries(now)) listed.push(entry.sid);
+      expect(listed).toEqual(['good']);
+      expect(reported).toHaveLength(3);
+      for (const err of reported) expect(err).toBeInstanceOf(ProviderError);
+    });
+  });
+
+  describe('when the database cannot be written', () => {
+    // Tests run as root, so file permissions block nothing; these faults stop root too.
+    it('rejects with ProviderError on a read-only connection', async () => {
+      const readonly = new Database(path, { readonly: true });
+      const blocked = new SqliteProvider({ database: readonly });
+      await expect(blocked.create('x', new Map(), now, now + MINUTE)).rejects.toBeInstanceOf(ProviderError);
+      await expect(blocked.read('x')).resolves.toBeUndefined();
+      await blocked.close();
+      readonly.close();
+    });
+
+    it('rejects with ProviderError when another process holds the write lock past busyTimeoutMs', async () => {
+      await provider.create('locked', new Map(), now, now + MINUTE);
+      const impatient = new SqliteProvider({ path, busyTimeoutMs: 50 });
+      const holder = new Database(path);
+      holder.exec('BEGIN IMMEDIATE');
+      try {
+        const err = await impatient.update('locked', json({ a: 1 }), now + MINUTE, now).catch((error: unknown) => error);
+        expect(err).toBeInstanceOf(ProviderError);
+        expect((err as ProviderError).status).toBe(503);
+        expect((err as Error).message).toMatch(/locked|busy/i);
+      } finally {
+        holder.exec('ROLLBACK');
+        holder.close();
+        await impatient.close();
+      }
+      await expect(provider.read('locked')).resolves.toMatchObject({ values: new Map() });
+    });
+
+    it('throws ProviderError at construction when the file cannot be opened', () => {
+      expect(() => new SqliteProvider({ path: join(path, 'no', 'such', 'folder.db') })).toThrow(ProviderError);
+    });
+
+    it('rejects every call after close()', async () => {
+      await provider.close();
+      await expect(provider.count(now)).rejects.toThrow(/closed/);
+      await expect(provider.gc(now)).rejects.toBeInstanceOf(ProviderError);
+    });
+  });
+
+  describe('options', () => {
+    it('rejects bad options by name', () => {
+      expect(() => new SqliteProvider({} as SqliteOptions)).toThrow(/exactly one of the options path and database/);
+      expect(() => new SqliteProvider({ path, table: 'x; DROP TABLE y' })).toThrow(/option table/);
+      expect(() => new SqliteProvider({ path, gcBatchSize: 0 })).toThrow(/option gcBatchSize/);
+      expect(() => new SqliteProvider({ path, file: path } as unknown as SqliteOptions)).toThrow(OptionError);
+      const closed = new Database(':memory:');
+      closed.close();
+      expect(() => new SqliteProvider({ database: closed })).toThrow(/option database/);
+    });
+  });
+
+  describe('without better-sqlite3 installed', () => {
+    it('imports without loading it, and says how to fix `path`', () => {
+      const result = spawnSync(process.execPath, [join(__dirname, '..', 'support', 'sqlite-without-driver.js')], {
+        cwd: resolve(__dirname, '..', '..'),
+        encoding: 'utf8',
+      });
+      expect(result.stderr).toBe('');
+      const outcome = JSON.parse(result.stdout);
+      expect(outcome).toMatchObject({
+        driverLoadedByImport: false,
+        message: '[session-manager] [sqlite] Cannot import `better-sqlite3`: install it or pass `database`',
+        name: 'ProviderError',
+      });
+      // `import { sessions } from 'session-manager'` must not need the driver either (once lib/index.ts exists).
+      expect(['ok', 'no lib/index.ts yet']).toContain(outcome.indexImport);
+    });
+  });
+});
+
+/** Runs `script` from __tests__/support in one real Node process per argument list, all started at once. */
+async function runInChildren(script: string, argLists: string[][]): Promise<void> {
+  const cwd = resolve(__dirname, '..', '..');
+  const children = argLists.map((args) => {
+    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'support', script), ...args], { cwd });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const ready = new Promise<void>((done) => child.stdout.once('data', () => done()));
+    const exited = new Promise<void>((done, fail) =>
+      child.on('exit', (code) => (code === 0 ? done() : fail(new Error(`${script} exited with ${code}: ${stderr}`)))),
+    );
+    return { child, ready, exited };
+  });
+  await Promise.race([Promise.all(children.map((c) => c.ready)), Promise.all(children.map((c) => c.exited))]);
+  for (const { child } of children) child.stdin.end('go\n');
+  await Promise.all(children.map((c) => c.exited));
+}

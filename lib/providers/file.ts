@@ -1,0 +1,518 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { link, open, opendir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OptionError, ProviderError } from '../errors';
+import type { Provider, StoredEntry, StoredSession } from './provider';
+
+/** Options of {@link FileProvider} (also its `providerOptions` under the name `'file'`). */
+export interface FileOptions {
+  /** Folder holding one file per session. Created (mode 0700) when missing. Required. */
+  dir: string;
+  /**
+   * `true`: fsync each written file and the folder, so a committed session
+   * survives a power cut, at the cost of a disk flush per write. Default `false`
+   * (a crash of the process itself never loses a write: files are replaced by rename).
+   */
+  fsync?: boolean;
+  /**
+   * Called with a `ProviderError` when a session file is corrupt or truncated;
+   * the session is then treated as absent. Default: `process.emitWarning`.
+   */
+  onError?: (err: Error) => void;
+  /**
+   * Milliseconds after which another process's lock file counts as left behind
+   * by a crash and is taken over. A lock is held for one read and one write, so
+   * a live holder never comes near it. Default `5000`.
+   */
+  lockStaleMs?: number;
+}
+
+const NAME = 'file';
+const OPTION_NAMES = new Set(['dir', 'fsync', 'onError', 'lockStaleMs']);
+const DEFAULT_LOCK_STALE_MS = 5000;
+/** Directory entries handled together: bounds memory and concurrent fs work of a sweep. */
+const BATCH = 64;
+/** A temp file this old was left by a crash mid-write (a write takes milliseconds). */
+const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
+const SESSION_FILE = /^([0-9a-f]{64})\.json$/;
+const TEMP_FILE = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
+
+/** What a session file holds. */
+interface FileRecord {
+  sid: string;
+  createdAt: number;
+  expiresAt: number;
+  values: Map<string, string>;
+}
+
+/**
+ * Stores each session as a JSON file in one folder: no server, no dependency,
+ * survives restarts, and several processes (a cluster, or a restart that
+ * overlaps the old process) can share the folder. Pick it for a single host;
+ * prefer `sqlite` for many sessions (`count()`, `entries()` and `gc()` read
+ * every file) and `redis`/`postgres` for several hosts.
+ *
+ * File names are the SHA-256 of the id, so no id (`../x`, NUL, 10 kB) can name
+ * a path outside the folder, and ids that differ only in case stay apart on
+ * case-insensitive file systems (macOS, Windows). Files are replaced by
+ * write-to-temp + rename, so a reader sees the old or the new file, never half.
+ * Per-key changes of one session are serialised by a promise queue per session
+ * in this process and a lock file (`O_EXCL`) across processes, so concurrent
+ * updates of different keys all survive. Needs a local file system with hard
+ * links (`create` is `link()`, which refuses an existing name).
+ *
+ * @example
+ * app.use(sessions({ provider: 'file', providerOptions: { dir: '/var/lib/myapp/sessions' } }));
+ * // or
+ * app.use(sessions({ provider: new FileProvider({ dir: './sessions', fsync: true }) }));
+ */
+export class FileProvider implements Provider {
+  readonly name = NAME;
+  readonly #dir: string;
+  readonly #fsync: boolean;
+  readonly #onError: (err: Error) => void;
+  readonly #lockStaleMs: number;
+  /** Tail of each session's in-process queue; an entry lives only while work is queued. */
+  readonly #queues = new Map<string, Promise<unknown>>();
+  #closed = false;
+
+  constructor(options: FileOptions) {
+    checkOptions(options);
+    this.#dir = options.dir;
+    this.#fsync = options.fsync ?? false;
+    this.#onError = options.onError ?? ((err) => process.emitWarning(err));
+    this.#lockStaleMs = options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
+    try {
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new ProviderError(NAME, `cannot create the folder ${this.#dir}: ${describe(err)}`, err);
+    }
+  }
+
+  create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
+    return this.#guard('create', async () => {
+      const hash = hashId(sid);
+      const temp = await this.#writeTemp(hash, { sid, createdAt, expiresAt, values: new Map(values) });
+      try {
+        // link() fails with EEXIST instead of replacing: an existing session is never overwritten.
+        await link(temp, this.#file(hash));
+      } catch (err) {
+        if (errorCode(err) === 'EEXIST') return false;
+        throw err;
+      } finally {
+        await unlink(temp).catch(() => undefined); // a leftover is swept by gc()
+      }
+      if (this.#fsync) await syncDir(this.#dir);
+      return true;
+    });
+  }
+
+  read(sid: string): Promise<StoredSession | undefined> {
+    return this.#guard('read', async () => {
+      const record = await this.#loadOrReport(hashId(sid));
+      return record && { values: record.values, createdAt: record.createdAt, expiresAt: record.expiresAt };
+    });
+  }
+
+  update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    return this.#change('update', sid, changes, expiresAt, now);
+  }
+
+  touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#change('touch', sid, new Map(), expiresAt, now);
+  }
+
+  destroy(sid: string): Promise<void> {
+    return this.#guard('destroy', () => {
+      const hash = hashId(sid);
+      // Under the lock: an update between its read and its rename would otherwise bring the file back.
+      return this.#locked(hash, async () => {
+        if ((await unlinkIfPresent(this.#file(hash))) && this.#fsync) await syncDir(this.#dir);
+      });
+    });
+  }
+
+  gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    return this.#guard('gc', async () => {
+      let deleted = 0;
+      const failures: unknown[] = [];
+      for await (const names of this.#batches()) {
+        // allSettled: one unreadable file must not stop the sweep; it is reported once the sweep is done.
+        const results = await Promise.allSettled(names.map((name) => this.#collect(name, now)));
+        for (const result of results) {
+          if (result.status === 'rejected') failures.push(result.reason);
+          else if (result.value !== undefined) {
+            deleted += 1;
+            onExpired?.(result.value);
+          }
+        }
+      }
+      if (deleted > 0 && this.#fsync) await syncDir(this.#dir);
+      if (failures.length > 0) {
+        throw new ProviderError(NAME, `gc deleted ${deleted} sessions but failed on ${failures.length} files: ${describe(failures[0])}`, failures[0]);
+      }
+      return deleted;
+    });
+  }
+
+  count(now: number): Promise<number> {
+    return this.#guard('count', async () => {
+      let live = 0;
+      for await (const names of this.#batches()) {
+        const records = await Promise.all(names.map((name) => this.#loadSessionFile(name)));
+        for (const record of records) if (record !== undefined && record.expiresAt > now) live += 1;
+      }
+      return live;
+    });
+  }
+
+  async *entries(now: number): AsyncIterable<StoredEntry> {
+    this.#assertOpen('entries');
+    try {
+      for await (const names of this.#batches()) {
+        const records = await Promise.all(names.map((name) => this.#loadSessionFile(name)));
+        for (const record of records) if (record !== undefined && record.expiresAt > now) yield record;
+      }
+    } catch (err) {
+      throw wrap('entries', this.#dir, err);
+    }
+  }
+
+  /** Waits for queued writes (so no lock file is left behind), then refuses new calls. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#queues.values());
+  }
+
+  /** update and touch: rewrite the file under the session's lock, only while it is live. */
+  #change(op: string, sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    return this.#guard(op, () => {
+      const hash = hashId(sid);
+      return this.#locked(hash, async () => {
+        const record = await this.#loadOrReport(hash);
+        if (record === undefined || record.expiresAt <= now) return false;
+        for (const [key, json] of changes) {
+          if (json === undefined) record.values.delete(key);
+          else record.values.set(key, json);
+        }
+        record.expiresAt = expiresAt;
+        await this.#replace(hash, record);
+        return true;
+      });
+    });
+  }
+
+  // --- files -------------------------------------------------------------
+
+  #file(hash: string): string {
+    return join(this.#dir, `${hash}.json`);
+  }
+
+  /** The session in file `hash`; `undefined` when absent, `null` when corrupt. */
+  async #load(hash: string): Promise<FileRecord | null | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.#file(hash), 'utf8');
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    const record = decodeRecord(text);
+    // The id inside must hash to the file's name: a copied or renamed file is not that session.
+    return record !== undefined && hashId(record.sid) === hash ? record : null;
+  }
+
+  async #loadOrReport(hash: string): Promise<FileRecord | undefined> {
+    const record = await this.#load(hash);
+    if (record !== null) return record;
+    this.#report(new ProviderError(NAME, `ignored the corrupt session file ${hash}.json in ${this.#dir}`));
+    return undefined;
+  }
+
+  #loadSessionFile(name: string): Promise<FileRecord | undefined> {
+    const match = SESSION_FILE.exec(name);
+    return match ? this.#loadOrReport(match[1]) : Promise.resolve(undefined);
+  }
+
+  /** Writes `record` to a new temp file beside its final name (same folder, so rename/link stay atomic). */
+  async #writeTemp(hash: string, record: FileRecord): Promise<string> {
+    const temp = join(this.#dir, `${hash}.${randomBytes(6).toString('hex')}.tmp`);
+    const handle = await open(temp, 'wx', 0o600); // sessions are secrets: owner-only
+    let written = false;
+    try {
+      await handle.writeFile(encodeRecord(record));
+      if (this.#fsync) await handle.sync();
+      written = true;
+    } finally {
+      await handle.close();
+      if (!written) await unlink(temp).catch(() => undefined);
+    }
+    return temp;
+  }
+
+  async #replace(hash: string, record: FileRecord): Promise<void> {
+    const temp = await this.#writeTemp(hash, record);
+    try {
+      await rename(temp, this.#file(hash));
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
+    if (this.#fsync) await syncDir(this.#dir);
+  }
+
+  /** Deletes one directory entry if it is an expired session (resolving its id) or a crash's leftover temp file. */
+  async #collect(name: string, now: number): Promise<string | undefined> {
+    const match = SESSION_FILE.exec(name);
+    if (match === null) {
+      if (TEMP_FILE.test(name)) await this.#removeOldTemp(join(this.#dir, name), now);
+      return undefined;
+    }
+    const hash = match[1];
+    // Peek without the lock: most files are live and need nothing more.
+    const peeked = await this.#load(hash);
+    if (peeked === undefined || (peeked !== null && peeked.expiresAt > now)) return undefined;
+    return this.#locked(hash, async () => {
+      const record = await this.#load(hash); // again under the lock: an update may have just extended it
+      if (record === undefined) return undefined;
+      if (record === null) {
+        // Moved aside rather than deleted, so it is reported once and can still be inspected.
+        await rename(this.#file(hash), join(this.#dir, `${hash}.corrupt`));
+        this.#report(new ProviderError(NAME, `moved the corrupt session file ${hash}.json to ${hash}.corrupt in ${this.#dir}`));
+        return undefined;
+      }
+      if (record.expiresAt > now) return undefined;
+      return (await unlinkIfPresent(this.#file(hash))) ? record.sid : undefined;
+    });
+  }
+
+  async #removeOldTemp(path: string, now: number): Promise<void> {
+    try {
+      if ((await stat(path)).mtimeMs < now - TEMP_MAX_AGE_MS) await unlink(path);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+    }
+  }
+
+  /** Entry names of the folder in batches, streamed by `opendir`: a sweep never holds the whole listing. */
+  async *#batches(): AsyncGenerator<string[]> {
+    const dir = await opendir(this.#dir, { bufferSize: BATCH });
+    let names: string[] = [];
+    for await (const entry of dir) {
+      names.push(entry.name);
+      if (names.length === BATCH) {
+        yield names;
+        names = [];
+      }
+    }
+    if (names.length > 0) yield names;
+  }
+
+  // --- locking -----------------------------------------------------------
+
+  /**
+   * Runs `fn` holding the session's lock: first its place in this process's
+   * queue (so one process never races itself for the lock file), then the lock
+   * file that excludes other processes.
+   */
+  #locked<T>(hash: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(hash) ?? Promise.resolve();
+    const run = previous.then(() => this.#withLockFile(hash, fn));
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#queues.set(hash, tail);
+    void tail.then(() => {
+      if (this.#queues.get(hash) === tail) this.#queues.delete(hash);
+    });
+    return run;
+  }
+
+  async #withLockFile<T>(hash: string, fn: () => Promise<T>): Promise<T> {
+    const lockPath = join(this.#dir, `${hash}.lock`);
+    const handle = await this.#acquire(lockPath);
+    try {
+      return await fn();
+    } finally {
+      await this.#release(lockPath, handle);
+    }
+  }
+
+  async #acquire(lockPath: string): Promise<FileHandle> {
+    // Lock ages are wall-clock times (file mtimes), unrelated to session expiry, so Date.now() is right here.
+    const deadline = Date.now() + 2 * this.#lockStaleMs;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await open(lockPath, 'wx', 0o600); // O_CREAT | O_EXCL: exactly one process wins
+      } catch (err) {
+        if (errorCode(err) !== 'EEXIST') throw err;
+      }
+      if (await this.#breakIfStale(lockPath)) continue;
+      if (Date.now() > deadline) {
+        throw new ProviderError(NAME, `timed out waiting for the lock ${lockPath}`);
+      }
+      await sleep(1 + Math.random() * Math.min(50, 2 ** attempt)); // jittered backoff: 1 ms up to ~50 ms
+    }
+  }
+
+  /** Removes a lock older than `lockStaleMs`; resolves whether it is worth retrying at once. */
+  async #breakIfStale(lockPath: string): Promise<boolean> {
+    let seen;
+    try {
+      seen = await stat(lockPath);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return true; // released meanwhile
+      throw err;
+    }
+    if (Date.now() - seen.mtimeMs < this.#lockStaleMs) return false;
+    // Two processes may both find it stale; the first to break it may already hold a fresh lock
+    // by the time the second acts. So move the file aside and check it is the one we judged stale.
+    const aside = `${lockPath}.${randomBytes(6).toString('hex')}.stale`;
+    try {
+      await rename(lockPath, aside);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return true;
+      throw err;
+    }
+    const moved = await stat(aside);
+    if (moved.ino !== seen.ino || moved.dev !== seen.dev) {
+      await link(aside, lockPath).catch(() => undefined); // a live lock: put it back (unless replaced already)
+    }
+    await unlink(aside);
+    return true;
+  }
+
+  async #release(lockPath: string, handle: FileHandle): Promise<void> {
+    try {
+      // Delete only our own lock: if we stalled past lockStaleMs, the file may now be another process's.
+      // Our open handle keeps the inode alive, so no other file can carry its number meanwhile.
+      const [mine, current] = await Promise.all([handle.stat(), stat(lockPath).catch(() => undefined)]);
+      if (current !== undefined && current.ino === mine.ino && current.dev === mine.dev) await unlink(lockPath);
+    } catch (err) {
+      // The write itself succeeded; a lock left behind only delays the next writer until it is stale.
+      this.#report(new ProviderError(NAME, `could not release the lock ${lockPath}: ${describe(err)}`, err));
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  // --- errors ------------------------------------------------------------
+
+  #assertOpen(op: string): void {
+    if (this.#closed) throw new ProviderError(NAME, `${op}: the provider is closed`);
+  }
+
+  async #guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    this.#assertOpen(op);
+    try {
+      return await fn();
+    } catch (err) {
+      throw wrap(op, this.#dir, err);
+    }
+  }
+
+  #report(err: Error): void {
+    try {
+      this.#onError(err);
+    } catch {
+      // A throwing reporter must not turn a handled problem into a failed request.
+    }
+  }
+}
+
+function checkOptions(options: FileOptions): void {
+  if (options === null || typeof options !== 'object') throw new OptionError('file provider: options must be an object with a `dir`');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.has(key)) throw new OptionError(`file provider: unknown option ${key}`);
+  }
+  if (typeof options.dir !== 'string' || options.dir === '') {
+    throw new OptionError(`file provider: option dir must be a non-empty string: ${String(options.dir)}`);
+  }
+  if (options.fsync !== undefined && typeof options.fsync !== 'boolean') {
+    throw new OptionError(`file provider: option fsync must be a boolean: ${String(options.fsync)}`);
+  }
+  if (options.onError !== undefined && typeof options.onError !== 'function') {
+    throw new OptionError('file provider: option onError must be a function');
+  }
+  const stale = options.lockStaleMs;
+  if (stale !== undefined && !(typeof stale === 'number' && Number.isFinite(stale) && stale > 0)) {
+    throw new OptionError(`file provider: option lockStaleMs must be a positive number of milliseconds: ${String(stale)}`);
+  }
+}
+
+/** File name of a session: hex SHA-256 of the id (fixed length, [0-9a-f] only). */
+function hashId(sid: string): string {
+  return createHash('sha256').update(sid, 'utf8').digest('hex');
+}
+
+// Values go through Object.fromEntries / Object.entries: both treat "__proto__"
+// as an ordinary own property (JSON.parse does too), so no key reaches a prototype.
+function encodeRecord(record: FileRecord): string {
+  const { sid, createdAt, expiresAt, values } = record;
+  return JSON.stringify({ v: 1, sid, createdAt, expiresAt, values: Object.fromEntries(values) });
+}
+
+/** The record in `text`, or `undefined` when it is not valid JSON of the right shape (corrupt, truncated). */
+function decodeRecord(text: string): FileRecord | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(raw)) return undefined;
+  const { sid, createdAt, expiresAt, values } = raw;
+  if (typeof sid !== 'string' || !isTime(createdAt) || !isTime(expiresAt) || !isObject(values)) return undefined;
+  const map = new Map<string, string>();
+  for (const [key, json] of Object.entries(values)) {
+    if (typeof json !== 'string') return undefined;
+    map.set(key, json);
+  }
+  return { sid, createdAt, expiresAt, values: map };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+async function unlinkIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Makes renames, links and unlinks in `dir` durable (POSIX: they live in the directory, not the file). */
+async function syncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return; // directories cannot be opened for fsync there
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}
+
+function describe(err: unknown): string {
+  // Not `instanceof Error`: errors made in another realm (vm contexts, jest) fail that test.
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(err);
+}
+
+function wrap(op: string, dir: string, err: unknown): ProviderError {
+  return err instanceof ProviderError ? err : new ProviderError(NAME, `${op} failed in ${dir}: ${describe(err)}`, err);
+}

@@ -1,0 +1,262 @@
+import { OptionError, ProviderError } from '../errors';
+import type { Provider, StoredEntry, StoredSession } from './provider';
+
+/**
+ * The `pg` Pool surface the provider uses. Structural, so the published types
+ * do not need `pg` installed.
+ */
+export interface PgPool {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+}
+
+/** A pool the provider created: it also closes it and listens for its errors. */
+interface OwnedPool extends PgPool {
+  end(): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** Options of the PostgreSQL provider. Give `connectionString` or `pool`. */
+export interface PostgresOptions {
+  /** `postgres://user:password@host:port/database`; the provider creates and ends its own `pg` Pool. */
+  connectionString?: string;
+  /** A `pg` Pool the app owns; `close()` leaves it open. */
+  pool?: PgPool;
+  /**
+   * Table name, optionally schema-qualified (`app.sessions`). Each part must be
+   * a plain identifier (letters, digits, `_`, not starting with a digit, at
+   * most 63 bytes); it is quoted, so case is kept. Created if missing.
+   * @default 'sessions'
+   */
+  table?: string;
+  /**
+   * Milliseconds a call may take before it rejects with a `ProviderError`.
+   * With `connectionString` it also bounds connecting and each query inside
+   * the pool, so a hung connection is released.
+   * @default 5000
+   */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_PG_TABLE = 'sessions';
+export const DEFAULT_PG_TIMEOUT_MS = 5000;
+/** Rows deleted per GC statement: short transactions, short row locks. */
+const GC_BATCH = 1000;
+/** Rows loaded per `entries()` page. */
+const PAGE = 500;
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/**
+ * Sessions in PostgreSQL, shared by every process using the database. One row
+ * per session: `data` maps each key to its value's JSON text, stored as a
+ * jsonb *string* — jsonb cannot hold `\u0000` and renormalises numbers
+ * (`1.0` → `1`), a string round-trips exactly. Writes are single statements:
+ * `update` merges keys with jsonb `-` / `||` under the row lock, so concurrent
+ * updates of different keys both survive; a key containing NUL is escaped
+ * (`\0`, and `\` as `\\`), since jsonb keys cannot hold NUL either.
+ *
+ * @example
+ * sessions({ provider: 'postgres', providerOptions: { connectionString: process.env.DATABASE_URL } })
+ * @example
+ * const pool = new Pool({ connectionString });
+ * sessions({ provider: new PostgresProvider({ pool, table: 'app.sessions' }) })
+ */
+export class PostgresProvider implements Provider {
+  readonly name = 'postgres';
+  readonly table: string;
+  readonly timeoutMs: number;
+  readonly #pool: PgPool;
+  readonly #owned: OwnedPool | undefined;
+  readonly #sql: ReturnType<typeof statements>;
+  /** CREATE TABLE IF NOT EXISTS, once; reset on failure so the next call retries. */
+  #ready: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: PostgresOptions = {}) {
+    const { connectionString, pool, table = DEFAULT_PG_TABLE, timeoutMs = DEFAULT_PG_TIMEOUT_MS } = options;
+    const parts = typeof table === 'string' ? table.split('.') : [];
+    if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+      throw new OptionError(`[postgres] option table is invalid: ${String(table)}`);
+    }
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[postgres] option timeoutMs is invalid: ${String(timeoutMs)}`);
+    this.table = table;
+    this.timeoutMs = timeoutMs;
+    this.#sql = statements(parts);
+    if (pool !== undefined) {
+      if (typeof (pool as { query?: unknown }).query !== 'function') throw new OptionError('[postgres] option pool is invalid: expected a pg Pool');
+      this.#pool = pool;
+    } else if (typeof connectionString === 'string' && connectionString !== '') {
+      this.#owned = createOwnedPool(connectionString, timeoutMs);
+      this.#pool = this.#owned;
+    } else {
+      throw new OptionError('[postgres] give option connectionString (a postgres:// URL) or pool (a pg Pool)');
+    }
+  }
+
+  async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
+    const result = await this.#query('create', this.#sql.create, [sid, encode(values), createdAt, expiresAt]);
+    return result.rowCount === 1;
+  }
+
+  async read(sid: string): Promise<StoredSession | undefined> {
+    const { rows } = await this.#query('read', this.#sql.read, [sid]);
+    return rows.length === 0 ? undefined : decode(rows[0]);
+  }
+
+  async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    const deleted: string[] = [];
+    const set = new Map<string, string>();
+    for (const [key, json] of changes) {
+      if (json === undefined) deleted.push(escapeKey(key));
+      else set.set(key, json);
+    }
+    const result = await this.#query('update', this.#sql.update, [sid, deleted, encode(set), expiresAt, now]);
+    return result.rowCount === 1;
+  }
+
+  async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
+    return (await this.#query('touch', this.#sql.touch, [sid, expiresAt, now])).rowCount === 1;
+  }
+
+  async destroy(sid: string): Promise<void> {
+    await this.#query('destroy', this.#sql.destroy, [sid]);
+  }
+
+  /** Deletes expired rows in batches of 1000, one short statement each. */
+  async gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const { rows } = await this.#query('gc', this.#sql.gc, [now, GC_BATCH]);
+      deleted += rows.length;
+      if (onExpired) for (const row of rows) onExpired(String(row.sid));
+      if (rows.length < GC_BATCH) return deleted;
+    }
+  }
+
+  async count(now: number): Promise<number> {
+    const { rows } = await this.#query('count', this.#sql.count, [now]);
+    return Number(rows[0].live);
+  }
+
+  /** Pages through live rows in sid order (keyset pagination: each page is an index range scan). */
+  async *entries(now: number): AsyncIterable<StoredEntry> {
+    let after = '';
+    for (;;) {
+      const { rows } = await this.#query('entries', this.#sql.page, [now, after, PAGE]);
+      for (const row of rows) yield { sid: String(row.sid), ...decode(row) };
+      if (rows.length < PAGE) return;
+      after = String(rows[rows.length - 1].sid);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#owned?.end().catch(() => undefined);
+  }
+
+  /** One statement, after the table exists, bounded by `timeoutMs`; every failure becomes a ProviderError. */
+  async #query(operation: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
+    if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ProviderError(this.name, `${operation} timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#ensureTable().then(() => this.#pool.query(text, values)), deadline]);
+    } catch (error) {
+      if (error instanceof ProviderError) throw error;
+      throw new ProviderError(this.name, `${operation} failed: ${(error as Error)?.message ?? String(error)}`, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #ensureTable(): Promise<void> {
+    this.#ready ??= this.#createTable().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  async #createTable(): Promise<void> {
+    // Look first: CREATE … IF NOT EXISTS still demands CREATE on the schema,
+    // which an app role using a table made by a migration may not have.
+    const { rows } = await this.#pool.query(this.#sql.exists);
+    if (rows[0].found !== null) return;
+    try {
+      await this.#pool.query(this.#sql.createTable);
+      await this.#pool.query(this.#sql.createIndex);
+    } catch (error) {
+      // Two processes creating the table at once: one loses the race on the
+      // catalog's unique index (23505) or finds it made (42P07). Either way it exists.
+      const code = (error as { code?: string }).code;
+      if (code !== '23505' && code !== '42P07') throw error;
+    }
+  }
+}
+
+/** Every statement, built once from the validated table name. */
+function statements(parts: string[]) {
+  const table = parts.map((part) => `"${part}"`).join('.');
+  const index = `"${`${parts[parts.length - 1]}_expires_at_idx`.slice(0, 63)}"`;
+  return {
+    exists: `SELECT to_regclass('${table}') AS found`,
+    createTable: `CREATE TABLE IF NOT EXISTS ${table} (
+      sid text PRIMARY KEY,
+      data jsonb NOT NULL,
+      created_at bigint NOT NULL,
+      expires_at bigint NOT NULL)`,
+    createIndex: `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (expires_at)`,
+    create: `INSERT INTO ${table} (sid, data, created_at, expires_at) VALUES ($1, $2::jsonb, $3, $4) ON CONFLICT (sid) DO NOTHING`,
+    read: `SELECT data, created_at, expires_at FROM ${table} WHERE sid = $1`,
+    // One statement: under the row lock a concurrent update re-reads the row, so both merges survive.
+    update: `UPDATE ${table} SET data = (data - $2::text[]) || $3::jsonb, expires_at = $4 WHERE sid = $1 AND expires_at > $5`,
+    touch: `UPDATE ${table} SET expires_at = $2 WHERE sid = $1 AND expires_at > $3`,
+    destroy: `DELETE FROM ${table} WHERE sid = $1`,
+    // SKIP LOCKED: concurrent collectors (several app processes) take different rows instead of waiting.
+    gc: `DELETE FROM ${table} WHERE sid IN (
+      SELECT sid FROM ${table} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1 RETURNING sid`,
+    count: `SELECT count(*) AS live FROM ${table} WHERE expires_at > $1`,
+    page: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE expires_at > $1 AND sid > $2 ORDER BY sid LIMIT $3`,
+  };
+}
+
+function createOwnedPool(connectionString: string, timeoutMs: number): OwnedPool {
+  let pg: typeof import('pg');
+  try {
+    pg = require('pg');
+  } catch (error) {
+    throw new OptionError(`Cannot import \`pg\`: install it or pass \`pool\` (${(error as Error).message})`);
+  }
+  const pool = new pg.Pool({ connectionString, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs }) as unknown as OwnedPool;
+  // An idle connection dropped by the server (restart, failover) makes the pool
+  // emit 'error'; unhandled, that would crash the process. The pool replaces it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Values → a jsonb object text of key → the value's JSON text as a string, keys escaped. */
+function encode(values: ReadonlyMap<string, string>): string {
+  // Built by hand: a plain object would treat a `__proto__` key specially.
+  const members: string[] = [];
+  for (const [key, json] of values) members.push(`${JSON.stringify(escapeKey(key))}:${JSON.stringify(json)}`);
+  return `{${members.join(',')}}`;
+}
+
+function decode(row: Record<string, unknown>): StoredSession {
+  const values = new Map<string, string>();
+  // pg parses jsonb with JSON.parse, whose result owns `__proto__` as a plain key; Object.entries sees it.
+  for (const [key, json] of Object.entries(row.data as Record<string, string>)) values.set(unescapeKey(key), json);
+  // bigint arrives as a string (it may exceed 2^53 in general; ms timestamps do not).
+  return { values, createdAt: Number(row.created_at), expiresAt: Number(row.expires_at) };
+}
+
+/** jsonb keys cannot hold NUL: `\` → `\\`, NUL → `\0`, reversibly. */
+function escapeKey(key: string): string {
+  return /[\\\0]/.test(key) ? key.replace(/[\\\0]/g, (c) => (c === '\\' ? '\\\\' : '\\0')) : key;
+}
+
+function unescapeKey(key: string): string {
+  return key.includes('\\') ? key.replace(/\\(.)/g, (_, c: string) => (c === '0' ? '\0' : c)) : key;
+}

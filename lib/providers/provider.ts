@@ -1,0 +1,96 @@
+/**
+ * The storage contract. A provider stores sessions and nothing else: it never
+ * reads a clock (every method that needs the time is given `now`), never
+ * decides lifetimes (the manager hands it absolute deadlines) and never sees
+ * HTTP. Every method returns a Promise; "not found" is never an error — errors
+ * are for system failures only, and they must reject, never resolve as if the
+ * operation had succeeded.
+ *
+ * Values travel as JSON text: the session serialises each value once, at
+ * `set()`, so a provider stores strings and a reader never shares live objects
+ * with another request. Keys are arbitrary strings, `__proto__` included, so a
+ * provider must never use them as properties of an ordinary object.
+ *
+ * Times are milliseconds since the Unix epoch. A session is live while
+ * `now < expiresAt`.
+ *
+ * Room to grow without a rewrite: sessions by user will add an optional
+ * `userId` to `create`/`update` and optional `listByUser`/`destroyByUser`
+ * methods backed by an index (detected, not demanded); renewal with a grace
+ * window is `create(new)` plus `touch(old, now + grace)` instead of `destroy(old)`.
+ */
+export interface Provider {
+  /** Short name used in error messages, e.g. `'redis'`. */
+  readonly name: string;
+
+  /**
+   * Stores a new session with the given values. Resolves `false`, storing
+   * nothing, when a session with this id already exists (live or expired but
+   * not yet collected); the manager then draws another id.
+   */
+  create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean>;
+
+  /**
+   * The stored session, or `undefined` when there is none. It may return a
+   * session that is past its `expiresAt` (the manager enforces expiry and
+   * reports it); it must never return one that was destroyed.
+   */
+  read(sid: string): Promise<StoredSession | undefined>;
+
+  /**
+   * Applies per-key changes (JSON text to set, `undefined` to delete) and sets
+   * the new expiry, atomically, only if the session exists and is live at
+   * `now`. Keys not named in `changes` are left exactly as they are, so two
+   * concurrent updates of different keys both survive. Resolves `false`, changing
+   * nothing, when the session is missing or expired: a destroyed session is never
+   * brought back.
+   */
+  update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean>;
+
+  /** Sets a new expiry, only if the session exists and is live at `now`. Resolves whether it did. */
+  touch(sid: string, expiresAt: number, now: number): Promise<boolean>;
+
+  /** Deletes the session. A missing id is a no-op, not an error. */
+  destroy(sid: string): Promise<void>;
+
+  /**
+   * Deletes sessions whose `expiresAt <= now`, calling `onExpired` with each
+   * deleted id when given, and resolves how many it deleted. It must not hold
+   * the event loop (or the database) for long: large sweeps go in batches.
+   * A provider whose backend expires entries by itself may resolve 0.
+   */
+  gc(now: number, onExpired?: (sid: string) => void): Promise<number>;
+
+  /** How many sessions are live at `now` (expired ones are not counted, collected or not). */
+  count(now: number): Promise<number>;
+
+  /** Every session live at `now`, in no particular order, without loading all of them at once. */
+  entries(now: number): AsyncIterable<StoredEntry>;
+
+  /** Releases what the provider created (timers, connections). A client or pool passed in by the app stays open. */
+  close(): Promise<void>;
+}
+
+/** A stored session as a provider returns it. */
+export interface StoredSession {
+  /** Key → JSON text of the value. A fresh map owned by the caller. */
+  values: Map<string, string>;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface StoredEntry extends StoredSession {
+  sid: string;
+}
+
+/** A provider, or a factory that builds one from `providerOptions`. */
+export type ProviderFactory = (options: Record<string, unknown>) => Provider;
+
+const PROVIDER_METHODS = ['create', 'read', 'update', 'touch', 'destroy', 'gc', 'count', 'entries', 'close'] as const;
+
+/** The names of the `Provider` methods `candidate` lacks (empty when it is a complete provider). */
+export function missingProviderMethods(candidate: unknown): string[] {
+  if (candidate === null || typeof candidate !== 'object') return [...PROVIDER_METHODS];
+  const record = candidate as Record<string, unknown>;
+  return PROVIDER_METHODS.filter((method) => typeof record[method] !== 'function');
+}

@@ -1,0 +1,293 @@
+// Only types at top level: `import { sessions } from 'session-manager'` must work without better-sqlite3.
+import type Database from 'better-sqlite3';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { OptionError, ProviderError } from '../errors';
+import type { Provider, StoredEntry, StoredSession } from './provider';
+
+/** Options of {@link SqliteProvider} (also its `providerOptions` under the name `'sqlite'`). Give `path` or `database`. */
+export interface SqliteOptions {
+  /** Database file, created when missing. The provider opens it (WAL mode) and closes it in `close()`. */
+  path?: string;
+  /**
+   * An open better-sqlite3 `Database` of the app. The provider creates its table
+   * in it, leaves its settings alone (enable WAL and a busy timeout yourself when
+   * several processes share the file) and does not close it in `close()`.
+   */
+  database?: Database.Database;
+  /** Table name (letters, digits, `_`). Default `'sessions'`. */
+  table?: string;
+  /**
+   * Milliseconds a statement waits for another process's write lock before
+   * failing with SQLITE_BUSY; only for a database opened from `path`. Default `5000`.
+   * better-sqlite3 is synchronous, so the wait blocks this process's event loop.
+   */
+  busyTimeoutMs?: number;
+  /** Rows deleted per statement in `gc()`, which yields to the event loop between batches. Default `500`. */
+  gcBatchSize?: number;
+  /**
+   * Called with a `ProviderError` for a row whose values are not valid JSON; the
+   * session is then treated as absent. Default: `process.emitWarning`.
+   */
+  onError?: (err: Error) => void;
+}
+
+const NAME = 'sqlite';
+const OPTION_NAMES = new Set(['path', 'database', 'table', 'busyTimeoutMs', 'gcBatchSize', 'onError']);
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Rows per page of `entries()`: never all rows in memory, and no statement left open across `await`. */
+const PAGE_SIZE = 200;
+
+interface Row {
+  sid: string;
+  values_json: string;
+  created_at: number;
+  expires_at: number;
+}
+
+/**
+ * Stores sessions in one SQLite table through better-sqlite3 (an optional
+ * dependency, loaded only when this provider is built from a `path`). One file,
+ * no server, indexed expiry: `count()` and `gc()` stay cheap with many sessions,
+ * and several processes on one host can share the file (WAL mode, busy timeout).
+ * Not for several hosts: SQLite over a network file system is unsafe; use
+ * `redis` or `postgres` there.
+ *
+ * Schema: `sessions(sid TEXT PRIMARY KEY, values_json TEXT, created_at INTEGER,
+ * expires_at INTEGER)` plus an index on `expires_at`; `values_json` is a JSON
+ * object mapping each key to the JSON text of its value. Per-key changes are a
+ * read-modify-write inside `BEGIN IMMEDIATE`, which takes the write lock before
+ * reading, so concurrent updates from any process never lose a key.
+ *
+ * @example
+ * app.use(sessions({ provider: 'sqlite', providerOptions: { path: './sessions.db' } }));
+ * // or share the app's database (it stays open after manager.close()):
+ * app.use(sessions({ provider: new SqliteProvider({ database: db, table: 'web_sessions' }) }));
+ */
+export class SqliteProvider implements Provider {
+  readonly name = NAME;
+  readonly #db: Database.Database;
+  readonly #ownsDatabase: boolean;
+  readonly #gcBatchSize: number;
+  readonly #onError: (err: Error) => void;
+  readonly #sql: ReturnType<typeof prepare>;
+  readonly #updateImmediate: (sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number) => boolean;
+  #closed = false;
+
+  constructor(options: SqliteOptions) {
+    checkOptions(options);
+    this.#gcBatchSize = options.gcBatchSize ?? 500;
+    this.#onError = options.onError ?? ((err) => process.emitWarning(err));
+    this.#ownsDatabase = options.database === undefined;
+    this.#db = options.database ?? openDatabase(options.path!, options.busyTimeoutMs ?? 5000);
+    try {
+      this.#sql = prepare(this.#db, options.table ?? 'sessions');
+      this.#updateImmediate = this.#db.transaction(this.#applyChanges.bind(this)).immediate;
+    } catch (err) {
+      if (this.#ownsDatabase) this.#db.close();
+      throw new ProviderError(NAME, `cannot prepare the sessions table: ${describe(err)}`, err);
+    }
+  }
+
+  create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
+    // ON CONFLICT DO NOTHING: an existing row (live or expired) is left exactly as it is.
+    return this.#run('create', () => this.#sql.insert.run(sid, encodeValues(values), createdAt, expiresAt).changes === 1);
+  }
+
+  read(sid: string): Promise<StoredSession | undefined> {
+    return this.#run('read', () => {
+      const row = this.#sql.select.get(sid) as Row | undefined;
+      return row && this.#decodeRow(row);
+    });
+  }
+
+  update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    return this.#run('update', () => this.#updateImmediate(sid, changes, expiresAt, now));
+  }
+
+  touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#run('touch', () => this.#sql.touch.run(expiresAt, sid, now).changes === 1);
+  }
+
+  async destroy(sid: string): Promise<void> {
+    await this.#run('destroy', () => this.#sql.destroy.run(sid));
+  }
+
+  async gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      // One bounded DELETE per batch, each its own short transaction, so no process waits long for the lock.
+      const sids = await this.#run('gc', () => this.#sql.gcBatch.all(now, this.#gcBatchSize) as { sid: string }[]);
+      deleted += sids.length;
+      if (onExpired) for (const row of sids) onExpired(row.sid);
+      if (sids.length < this.#gcBatchSize) return deleted;
+      await yieldToEventLoop();
+    }
+  }
+
+  count(now: number): Promise<number> {
+    return this.#run('count', () => (this.#sql.count.get(now) as { n: number }).n);
+  }
+
+  async *entries(now: number): AsyncIterable<StoredEntry> {
+    // Keyset pages by sid: each page is a finished statement, so writes go on between pages.
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.#run('entries', () =>
+        (after === undefined ? this.#sql.firstPage.all(now, PAGE_SIZE) : this.#sql.nextPage.all(after, now, PAGE_SIZE)) as Row[],
+      );
+      for (const row of rows) {
+        const session = this.#decodeRow(row);
+        if (session) yield { sid: row.sid, ...session };
+      }
+      if (rows.length < PAGE_SIZE) return;
+      after = rows[rows.length - 1].sid;
+    }
+  }
+
+  /** Closes the database if the provider opened it; a `database` passed in stays open. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsDatabase) this.#db.close();
+  }
+
+  /** Body of `update`, run inside BEGIN IMMEDIATE: nobody writes between our read and our write. */
+  #applyChanges(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): boolean {
+    const row = this.#sql.selectLive.get(sid, now) as Pick<Row, 'values_json'> | undefined;
+    if (row === undefined) return false;
+    const values = this.#decodeValues(row.values_json);
+    if (values === undefined) return false;
+    for (const [key, json] of changes) {
+      if (json === undefined) values.delete(key);
+      else values.set(key, json);
+    }
+    this.#sql.write.run(encodeValues(values), expiresAt, sid);
+    return true;
+  }
+
+  #decodeRow(row: Row): StoredSession | undefined {
+    const values = this.#decodeValues(row.values_json);
+    return values && { values, createdAt: row.created_at, expiresAt: row.expires_at };
+  }
+
+  #decodeValues(json: string): Map<string, string> | undefined {
+    const values = decodeValues(json);
+    if (values === undefined) {
+      try {
+        this.#onError(new ProviderError(NAME, 'ignored a session row whose values_json is corrupt'));
+      } catch {
+        // A throwing reporter must not turn a handled problem into a failed request.
+      }
+    }
+    return values;
+  }
+
+  async #run<T>(op: string, fn: () => T): Promise<T> {
+    if (this.#closed) throw new ProviderError(NAME, `${op}: the provider is closed`);
+    try {
+      return fn();
+    } catch (err) {
+      throw new ProviderError(NAME, `${op} failed: ${describe(err)}`, err);
+    }
+  }
+}
+
+/** Loads better-sqlite3 only now, so apps that pass `database` (or use another provider) never need it. */
+function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
+  let Driver: typeof Database;
+  try {
+    Driver = require('better-sqlite3');
+  } catch (err) {
+    throw new ProviderError(NAME, 'Cannot import `better-sqlite3`: install it or pass `database`', err);
+  }
+  let db: Database.Database | undefined;
+  try {
+    db = new Driver(path, { timeout: busyTimeoutMs });
+    // WAL: readers never block the writer nor the writer readers, so processes can share the file.
+    db.pragma('journal_mode = WAL');
+    return db;
+  } catch (err) {
+    db?.close();
+    throw new ProviderError(NAME, `cannot open ${path}: ${describe(err)}`, err);
+  }
+}
+
+function prepare(db: Database.Database, table: string) {
+  const t = `"${table}"`; // safe to quote: checkOptions allows only [A-Za-z0-9_]
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS ${t} (
+      sid TEXT PRIMARY KEY NOT NULL,
+      values_json TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON ${t} (expires_at);
+  `);
+  const columns = 'sid, values_json, created_at, expires_at';
+  const statements = {
+    insert: db.prepare(`INSERT INTO ${t} (${columns}) VALUES (?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING`),
+    select: db.prepare(`SELECT ${columns} FROM ${t} WHERE sid = ?`),
+    selectLive: db.prepare(`SELECT values_json FROM ${t} WHERE sid = ? AND expires_at > ?`),
+    write: db.prepare(`UPDATE ${t} SET values_json = ?, expires_at = ? WHERE sid = ?`),
+    touch: db.prepare(`UPDATE ${t} SET expires_at = ? WHERE sid = ? AND expires_at > ?`),
+    destroy: db.prepare(`DELETE FROM ${t} WHERE sid = ?`),
+    gcBatch: db.prepare(`DELETE FROM ${t} WHERE sid IN (SELECT sid FROM ${t} WHERE expires_at <= ? LIMIT ?) RETURNING sid`),
+    count: db.prepare(`SELECT COUNT(*) AS n FROM ${t} WHERE expires_at > ?`),
+    firstPage: db.prepare(`SELECT ${columns} FROM ${t} WHERE expires_at > ? ORDER BY sid LIMIT ?`),
+    nextPage: db.prepare(`SELECT ${columns} FROM ${t} WHERE sid > ? AND expires_at > ? ORDER BY sid LIMIT ?`),
+  };
+  // Plain numbers even if the app's database defaults to BigInt: times are far below 2^53.
+  for (const statement of Object.values(statements)) if (statement.reader) statement.safeIntegers(false);
+  return statements;
+}
+
+function checkOptions(options: SqliteOptions): void {
+  if (options === null || typeof options !== 'object') throw new OptionError('sqlite provider: options must be an object with `path` or `database`');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.has(key)) throw new OptionError(`sqlite provider: unknown option ${key}`);
+  }
+  const { path, database, table, busyTimeoutMs, gcBatchSize, onError } = options;
+  if ((path === undefined) === (database === undefined)) throw new OptionError('sqlite provider: give exactly one of the options path and database');
+  if (path !== undefined && (typeof path !== 'string' || path === '')) throw new OptionError(`sqlite provider: option path must be a non-empty string: ${String(path)}`);
+  if (database !== undefined && (database === null || typeof database.prepare !== 'function' || !database.open)) {
+    throw new OptionError('sqlite provider: option database must be an open better-sqlite3 Database');
+  }
+  if (table !== undefined && (typeof table !== 'string' || !IDENTIFIER.test(table))) {
+    throw new OptionError(`sqlite provider: option table must be letters, digits and _: ${String(table)}`);
+  }
+  if (busyTimeoutMs !== undefined && !(Number.isInteger(busyTimeoutMs) && busyTimeoutMs >= 0)) {
+    throw new OptionError(`sqlite provider: option busyTimeoutMs must be a whole number of milliseconds: ${String(busyTimeoutMs)}`);
+  }
+  if (gcBatchSize !== undefined && !(Number.isInteger(gcBatchSize) && gcBatchSize > 0)) {
+    throw new OptionError(`sqlite provider: option gcBatchSize must be a positive whole number: ${String(gcBatchSize)}`);
+  }
+  if (onError !== undefined && typeof onError !== 'function') throw new OptionError('sqlite provider: option onError must be a function');
+}
+
+// Keys go through Object.fromEntries / Object.entries: both treat "__proto__"
+// as an ordinary own property (JSON.parse does too), so no key reaches a prototype.
+function encodeValues(values: ReadonlyMap<string, string>): string {
+  return JSON.stringify(Object.fromEntries(values));
+}
+
+function decodeValues(json: string): Map<string, string> | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const values = new Map<string, string>();
+  for (const [key, text] of Object.entries(raw)) {
+    if (typeof text !== 'string') return undefined;
+    values.set(key, text);
+  }
+  return values;
+}
+
+function describe(err: unknown): string {
+  // Not `instanceof Error`: errors made in another realm (vm contexts, jest) fail that test.
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(err);
+}

@@ -1,0 +1,152 @@
+/**
+ * The shape of your session data, declared by merging:
+ *
+ * @example
+ * declare module 'session-manager' {
+ *   interface SessionData { username: string; countnum: number }
+ * }
+ * req.session.get('countnum'); // number | undefined
+ */
+export interface SessionData {}
+
+/** The declared type of `key`, or `unknown` for keys `SessionData` does not name. */
+export type SessionValue<K extends string> = K extends keyof SessionData ? SessionData[K] : unknown;
+
+/** What a session asks of the request that owns it (ids and storage live there, not here). */
+export interface SessionHost {
+  id(): string;
+  isNew(): boolean;
+  regenerate(): Promise<void>;
+  save(): Promise<void>;
+  destroy(): Promise<void>;
+  url(path: string): string;
+}
+
+/** Key → JSON text of the new value, or `undefined` for a deleted key. */
+export type Changes = Map<string, string | undefined>;
+
+// Internal access to a session's change log, for the request lifecycle only:
+// set in the class's static block so user code never sees it on the instance.
+export let takeChanges: (session: Session) => Changes;
+export let hasChanges: (session: Session) => boolean;
+export let allValues: (session: Session) => Map<string, string>;
+export let resetSession: (session: Session) => void;
+
+/**
+ * `req.session`: a snapshot of the stored values plus a log of this request's
+ * changes, key by key. Values are stored as JSON: `set` takes a snapshot, and
+ * `get` returns a fresh copy, so mutating a returned object changes nothing
+ * until you `set` it again.
+ */
+export class Session {
+  /** Current view: stored values with this request's changes applied, as JSON text. */
+  #values: Map<string, string>;
+  #changes: Changes = new Map();
+  readonly #host: SessionHost;
+
+  static {
+    takeChanges = (session) => {
+      const changes = session.#changes;
+      session.#changes = new Map();
+      return changes;
+    };
+    hasChanges = (session) => session.#changes.size > 0;
+    allValues = (session) => new Map(session.#values);
+    resetSession = (session) => {
+      session.#values = new Map();
+      session.#changes = new Map();
+    };
+  }
+
+  constructor(values: Map<string, string>, host: SessionHost) {
+    this.#values = values;
+    this.#host = host;
+  }
+
+  /** The value stored under `key`, or `undefined`. */
+  get<K extends string>(key: K): SessionValue<K> | undefined {
+    const json = this.#values.get(key);
+    return json === undefined ? undefined : (JSON.parse(json) as SessionValue<K>);
+  }
+
+  /**
+   * Stores `value` under `key`; saved before the response goes out.
+   * @throws TypeError when `value` is not JSON-serialisable (nothing changes then).
+   */
+  set<K extends string>(key: K, value: SessionValue<K>): void {
+    if (typeof key !== 'string') throw new TypeError(`[session-manager] session key must be a string, got ${typeof key}`);
+    const json = toJson(key, value);
+    this.#values.set(key, json);
+    this.#changes.set(key, json);
+  }
+
+  /** Removes `key`; answers whether this session had it. */
+  delete(key: string): boolean {
+    // Recorded even when absent here: a concurrent request may have set it.
+    this.#changes.set(key, undefined);
+    return this.#values.delete(key);
+  }
+
+  has(key: string): boolean {
+    return this.#values.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#values.keys();
+  }
+
+  /** The current session id. */
+  get sessionID(): string {
+    return this.#host.id();
+  }
+
+  /** True when this request created the session. */
+  get isNew(): boolean {
+    return this.#host.isNew();
+  }
+
+  /** A fresh id for the same data; the old id is dead from now on. Call it at login (session fixation). */
+  regenerate(): Promise<void> {
+    return this.#host.regenerate();
+  }
+
+  /** Writes pending changes now (normally automatic, before the response). */
+  save(): Promise<void> {
+    return this.#host.save();
+  }
+
+  /** Deletes the session from the store and tells the client to forget it. */
+  destroy(): Promise<void> {
+    return this.#host.destroy();
+  }
+
+  /** `path` with the id as query parameter, for the `query` transport (clients without cookies). */
+  url(path: string): string {
+    return this.#host.url(path);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return Object.fromEntries([...this.#values].map(([key, json]) => [key, JSON.parse(json)]));
+  }
+}
+
+function toJson(key: string, value: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, rejectLossy);
+  } catch (err) {
+    throw new TypeError(`[session-manager] session value for "${key}" is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  if (json === undefined) {
+    throw new TypeError(`[session-manager] session value for "${key}" is not JSON-serialisable (use delete() to remove a key)`);
+  }
+  return json;
+}
+
+/** JSON.stringify would silently turn these into null or {}; refuse them instead. */
+function rejectLossy(this: unknown, _key: string, value: unknown): unknown {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`${value} has no JSON form`);
+  if (typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`a ${typeof value} has no JSON form`);
+  if (value instanceof Map || value instanceof Set) throw new TypeError(`a ${value.constructor.name} would be stored as {}`);
+  return value;
+}
