@@ -177,6 +177,19 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       expect(old.body.username).toBeNull();
     });
 
+    it('does not carry a session destroyed elsewhere over to a new id', async () => {
+      const { app } = setup();
+      app.post('/late-login', async (req, res) => {
+        await provider.inner.destroy(req.sessionID); // a logout in another request wins the race
+        await req.session.regenerate();
+        res.json({ keys: [...req.session.keys()] });
+      });
+      const cookie = await login(app);
+      const res = await request(app).post('/late-login').set('Cookie', cookie);
+      expect(res.body.keys).toEqual([]);
+      await expect(provider.inner.count(clock.time)).resolves.toBe(0);
+    });
+
     it('costs no store write for a session that was never stored', async () => {
       const { app } = setup();
       await request(app).post('/login').expect(302);

@@ -71,6 +71,12 @@ export class RequestSession implements SessionHost {
         this.#pendingId = undefined; // never stored: a new id costs nothing
         return;
       }
+      // A session destroyed elsewhere (a logout) must not live on under a new id.
+      if ((await this.#manager.touch(this.#record)) === undefined) {
+        this.#lost();
+        resetSession(this.session);
+        return;
+      }
       takeChanges(this.session); // folded into the values the new id gets
       this.#record = await this.#manager.regenerate(this.#record.sid, allValues(this.session));
       this.#incoming = undefined;

@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Pool } from 'pg';
 import { ProviderError } from '../../lib/errors';
 import { PostgresProvider } from '../../lib/providers/postgres';
@@ -37,6 +40,13 @@ async function rejectionTime(promise: Promise<unknown>): Promise<{ ms: number; e
     return { ms: Date.now() - started, error };
   }
   throw new Error('expected a rejection');
+}
+
+/** The postmaster (first line of postmaster.pid) and every backend it forked. */
+function postgresPids(server: PgServer): number[] {
+  const postmaster = Number(readFileSync(join(server.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = execFileSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  return [postmaster, ...children];
 }
 
 const MINUTE = 60_000;
@@ -207,6 +217,22 @@ describePg('postgres provider', () => {
       const stored = await eventually(() => provider.read('before'));
       expect(stored!.values.get('a')).toBe('1');
       await expect(provider.update('before', one('a', '3'), now + MINUTE, now)).resolves.toBe(true);
+      await provider.close();
+    });
+
+    it('rejects within timeoutMs when the server hangs (SIGSTOP), and works once it resumes', async () => {
+      const provider = new PostgresProvider({ connectionString: server.url, timeoutMs: 300 });
+      await provider.read('warm-up'); // connected, table made
+      const pids = postgresPids(server);
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      try {
+        const { ms, error } = await rejectionTime(provider.read('x'));
+        expect(error).toBeInstanceOf(ProviderError);
+        expect(ms).toBeLessThan(1000);
+      } finally {
+        for (const pid of pids) process.kill(pid, 'SIGCONT');
+      }
+      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined();
       await provider.close();
     });
 

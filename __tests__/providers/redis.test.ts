@@ -277,6 +277,22 @@ describeRedis('redis provider', () => {
       client.destroy();
     });
 
+    it('rejects within timeoutMs when the server hangs (SIGSTOP), and works once it resumes', async () => {
+      const provider = new RedisProvider({ url: server.url, prefix: 'hang:', timeoutMs: 300 });
+      await provider.destroy('warm-up'); // connected
+      process.kill(server.pid, 'SIGSTOP');
+      try {
+        const { ms, error } = await rejectionTime(provider.read('x'));
+        expect(error).toBeInstanceOf(ProviderError);
+        expect((error as Error).message).toMatch(/timed out after 300 ms/);
+        expect(ms).toBeLessThan(1000);
+      } finally {
+        process.kill(server.pid, 'SIGCONT');
+      }
+      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined();
+      await provider.close();
+    });
+
     it('rejects within timeoutMs when Redis is unreachable from the start', async () => {
       const port = server.port;
       await stopRedis(server);

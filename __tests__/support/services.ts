@@ -5,7 +5,7 @@
  * suites), or the servers named by REDIS_URL / DATABASE_URL.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, chownSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, chownSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,8 +36,10 @@ export interface ServicesState {
   postgres?: PgServer;
 }
 
-const REDIS_BIN = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'];
-const PG_BIN_DIRS = ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin', '/usr/local/bin', '/usr/bin'];
+/** PATH first, then where Debian/Ubuntu packages put the binaries (PostgreSQL's are not on PATH there). */
+const PATH_DIRS = (process.env.PATH ?? '').split(':').filter(Boolean);
+const REDIS_BIN = [...PATH_DIRS, '/usr/bin', '/usr/local/bin'].map((dir) => join(dir, 'redis-server'));
+const PG_BIN_DIRS = [...PATH_DIRS, '/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin'];
 
 /** Path of redis-server, or undefined when it is not installed. REDIS_SERVER_BIN, when set, is the only place looked at. */
 export function redisBinary(): string | undefined {
@@ -122,12 +124,23 @@ export async function startRedis(port?: number, dir?: string): Promise<RedisServ
 
 /** Kills the server (SIGKILL: a crash, not a polite shutdown) and waits until the port is closed. */
 export async function stopRedis(server: RedisServer): Promise<void> {
+  // The pid may be stale (a reaped run) and reused by another process: kill only our server.
+  if (!isOurRedis(server)) return;
   try {
     process.kill(server.pid, 'SIGKILL');
   } catch {
     return; // already gone
   }
   await waitFor(async () => !(await redisAnswers(server.port)), `redis-server ${server.pid} stopping`);
+}
+
+function isOurRedis(server: RedisServer): boolean {
+  try {
+    const command = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8');
+    return command.includes('redis-server') && command.includes(String(server.port));
+  } catch {
+    return !existsSync('/proc/self'); // no procfs to check with: trust the pid
+  }
 }
 
 /** Starts a new redis-server on the same port (empty: the test server keeps no data). */
@@ -184,6 +197,35 @@ export async function discard(server: RedisServer | PgServer): Promise<void> {
   if (server.kind === 'redis') await stopRedis(server).catch(() => undefined);
   else await pgStop(server).catch(() => undefined);
   rmSync(server.dir, { recursive: true, force: true });
+}
+
+/**
+ * Stops the servers of earlier runs whose Jest process died before its
+ * teardown (Ctrl-C, a crash): their state files name a pid that is gone.
+ */
+export async function reapStaleRuns(): Promise<void> {
+  for (const name of readdirSync(tmpdir())) {
+    const match = /^session-manager-services-(\d+)\.json$/.exec(name);
+    if (match === null || isAlive(Number(match[1]))) continue;
+    const file = join(tmpdir(), name);
+    let state: ServicesState = {};
+    try {
+      state = JSON.parse(readFileSync(file, 'utf8')) as ServicesState;
+    } catch {
+      // unreadable: only the file goes
+    }
+    await Promise.all([state.redis, state.postgres].filter((server) => server !== undefined).map(discard));
+    rmSync(file, { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function writeState(state: ServicesState): void {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { link, open, opendir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
@@ -80,7 +80,7 @@ export class FileProvider implements Provider {
 
   constructor(options: FileOptions) {
     checkOptions(options);
-    this.#dir = options.dir;
+    this.#dir = resolve(options.dir); // fixed now: a later process.chdir() must not move the sessions
     this.#fsync = options.fsync ?? false;
     this.#onError = options.onError ?? ((err) => process.emitWarning(err));
     this.#lockStaleMs = options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
