@@ -4,7 +4,7 @@
  * the app without listening, so tests start it on any port with any session
  * options; `server.ts` runs it from the environment.
  */
-import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { sessions, type Manager, type SessionOptions } from '../lib';
 import * as views from './views';
 
@@ -41,8 +41,8 @@ export interface DemoApp {
   manager: Manager;
 }
 
-// Control characters would make a name that looks like another one.
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+// Control characters (C0, DEL, C1) would make a name that looks like another one.
+const CONTROL_CHARACTERS = /\p{Cc}/u;
 
 /**
  * Builds the demo app and its session manager; the caller listens and, when
@@ -71,8 +71,8 @@ export function createDemoApp(options: DemoOptions = {}): DemoApp {
    * the id never goes into a URL, where it would leak into logs and history.
    */
   const link = (req: Request) => (path: string): string => {
-    if (transport !== 'query') return path;
-    const session = req.session;
+    const session = req.session as typeof req.session | undefined; // undefined only for errors raised before the middleware
+    if (transport !== 'query' || session === undefined) return path;
     const hasSession = !session.isNew || !session.keys().next().done;
     return hasSession ? session.url(path) : path;
   };
@@ -153,9 +153,13 @@ export function createDemoApp(options: DemoOptions = {}): DemoApp {
     const status = errorStatus(err);
     if (status >= 500) console.error(err);
     if (res.headersSent) return next(err);
+    // A failed session save discards the headers the route had set.
+    setSecurityHeaders(res);
     // The store may be what failed: the page still renders, without the count.
     const online = await manager.count().catch(() => undefined);
-    const ctx: views.PageContext = { username: req.session?.get('username'), online, link: link(req), transport };
+    // After a server-side failure the session in hand may be one that was never saved: claim no login.
+    const username = status < 500 ? req.session?.get('username') : undefined;
+    const ctx: views.PageContext = { username, online, link: link(req), transport };
     const [title, message] = status === 503
       ? ['Sessions are unavailable', 'The session store did not answer. Please try again in a moment.']
       : status >= 500
@@ -181,12 +185,16 @@ function errorStatus(err: unknown): number {
   return typeof status === 'number' && status >= 400 && status <= 599 ? status : 500;
 }
 
-const securityHeaders: RequestHandler = (_req, res, next) => {
+function setSecurityHeaders(res: Response): void {
   res.setHeader('Content-Security-Policy', views.CONTENT_SECURITY_POLICY);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   // In URL-rewrite mode the address holds the session id: never send it to another site.
   res.setHeader('Referrer-Policy', 'no-referrer');
   // Every page shows one visitor's session: no shared cache may keep it.
   res.setHeader('Cache-Control', 'no-store');
+}
+
+const securityHeaders: RequestHandler = (_req, res, next) => {
+  setSecurityHeaders(res);
   next();
 };

@@ -51,7 +51,7 @@ body { margin: 0; background: var(--bg); color: var(--text);
 a { color: var(--brand); }
 a:hover { color: var(--brand-dark); }
 .bar { background: #1d2433; color: #fff; }
-.bar-inner { max-width: 860px; margin: 0 auto; padding: 0 20px; display: flex; align-items: center; gap: 24px; min-height: 60px; flex-wrap: wrap; }
+.bar-inner { max-width: 860px; margin: 0 auto; padding: 8px 20px; display: flex; align-items: center; gap: 8px 24px; min-height: 60px; flex-wrap: wrap; }
 .brand { font-weight: 700; color: #fff; text-decoration: none; letter-spacing: .2px; }
 .brand span { color: #9fb3ff; }
 .links { display: flex; gap: 4px; flex: 1; }
@@ -88,8 +88,10 @@ input[type=text] { font: inherit; width: 100%; max-width: 360px; padding: 9px 12
   border-radius: 8px; background: #fff; }
 input[type=text]:focus { outline: 2px solid var(--brand); outline-offset: 1px; border-color: var(--brand); }
 .hint { font-size: 14px; color: var(--muted); margin-top: 6px; }
-.counter { display: flex; align-items: center; gap: 24px; margin: 8px 0 4px; }
-.counter .number { font-size: 64px; font-weight: 800; line-height: 1; color: var(--brand); min-width: 1.2em; }
+.counter { display: flex; align-items: center; gap: 20px; margin: 8px 0 4px; }
+.counter p { margin: 0; }
+.counter .number { font-size: 56px; font-weight: 800; line-height: 1; color: var(--brand); background: #eef1fc;
+  border-radius: 14px; padding: 14px 22px; min-width: 104px; text-align: center; font-variant-numeric: tabular-nums; }
 .notice { border-radius: 8px; padding: 10px 14px; margin: 0 0 18px; }
 .notice.warn { background: var(--warn-bg); color: var(--warn); }
 .notice.bad { background: var(--bad-bg); color: var(--bad); }
@@ -99,6 +101,12 @@ dl.facts dd { margin: 0; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; background: #eef1f7;
   padding: 1px 5px; border-radius: 4px; }
 footer { max-width: 860px; margin: 0 auto 32px; padding: 0 20px; font-size: 13px; color: var(--muted); }
+@media (max-width: 640px) {
+  .who { order: 2; margin-left: auto; }
+  .links { order: 3; flex-basis: 100%; margin: 0 -12px; }
+  .card { padding: 20px; }
+  .card h1 { font-size: 24px; }
+}
 `;
 
 /**
