@@ -29,3 +29,20 @@ export class ProviderError extends SessionError {
     this.provider = provider;
   }
 }
+
+/**
+ * The message of an error we did not make (a driver's, the file system's), or
+ * `String(err)` when it has none: for composing our own messages.
+ *
+ * @example new ProviderError('sqlite', `read failed: ${errorMessage(err)}`, err)
+ */
+export function errorMessage(err: unknown): string {
+  // Not `instanceof Error`: errors made in another realm (vm contexts, jest) fail that test.
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(err);
+}
+
+/** The Node.js error code (`'ENOENT'`, `'EEXIST'`…) of a system error, or `undefined`. */
+export function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { ProviderError, SessionError } from './errors';
+import { errorMessage, ProviderError, SessionError } from './errors';
 import { resolveOptions, SESSION_ID_PATTERN, type ResolvedOptions, type SessionOptions } from './options';
 import type { Provider, StoredSession } from './providers/provider';
 import { resolveProvider } from './providers/registry';
@@ -199,7 +199,7 @@ export class Manager extends EventEmitter {
       return await run();
     } catch (err) {
       if (err instanceof ProviderError) throw err;
-      throw new ProviderError(this.provider.name, `${operation} failed: ${(err as Error)?.message ?? String(err)}`, err);
+      throw new ProviderError(this.provider.name, `${operation} failed: ${errorMessage(err)}`, err);
     }
   }
 }

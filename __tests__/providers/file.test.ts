@@ -1,12 +1,12 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { OptionError, ProviderError } from '../../lib/errors';
 import { FileProvider, type FileOptions } from '../../lib/providers/file';
 import type { Provider } from '../../lib/providers/provider';
 import { runProviderConformance } from '../support/provider-conformance';
+import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 
 const MINUTE = 60_000;
 const roots = new Map<Provider, string>();
@@ -138,16 +138,8 @@ describe('file provider', () => {
       const sid = 'shared';
       const perProcess = 150;
       await provider.create(sid, new Map(), now, now + 10 * MINUTE);
-      await runInChildren('file-hammer.ts', [
-        [dir, sid, 'a', String(perProcess)],
-        [dir, sid, 'b', String(perProcess)],
-      ]);
-      const values = (await provider.read(sid))!.values;
-      expect(values.size).toBe(2 * perProcess);
-      for (let i = 0; i < perProcess; i++) {
-        expect(values.get(`a${i}`)).toBe(String(i));
-        expect(values.get(`b${i}`)).toBe(String(i));
-      }
+      await runTwoProcessUpdates('file', { dir }, { sid, perProcess });
+      expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
       expect(readdirSync(dir)).toEqual([fileOf(dir, sid).slice(dir.length + 1)]); // no lock or temp file left
     }, 60_000);
   });
@@ -287,21 +279,3 @@ describe('file provider', () => {
     });
   });
 });
-
-/** Runs `script` from __tests__/support in one real Node process per argument list, all started at once. */
-async function runInChildren(script: string, argLists: string[][]): Promise<void> {
-  const cwd = resolve(__dirname, '..', '..');
-  const children = argLists.map((args) => {
-    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'support', script), ...args], { cwd });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const ready = new Promise<void>((done) => child.stdout.once('data', () => done()));
-    const exited = new Promise<void>((done, fail) =>
-      child.on('exit', (code) => (code === 0 ? done() : fail(new Error(`${script} exited with ${code}: ${stderr}`)))),
-    );
-    return { child, ready, exited };
-  });
-  await Promise.race([Promise.all(children.map((c) => c.ready)), Promise.all(children.map((c) => c.exited))]);
-  for (const { child } of children) child.stdin.end('go\n');
-  await Promise.all(children.map((c) => c.exited));
-}

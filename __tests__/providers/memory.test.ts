@@ -1,3 +1,4 @@
+import { OptionError } from '../../lib/errors';
 import { MemoryProvider } from '../../lib/providers/memory';
 import { runProviderConformance } from '../support/provider-conformance';
 
@@ -18,7 +19,8 @@ describe('memory provider', () => {
   });
 
   it('rejects a bad maxSessions', () => {
-    expect(() => new MemoryProvider({ maxSessions: 0 })).toThrow(/maxSessions/);
+    expect(() => new MemoryProvider({ maxSessions: 0 })).toThrow(OptionError);
+    expect(() => new MemoryProvider({ maxSessions: 0 })).toThrow(/option maxSessions is invalid: 0/);
   });
 
   it('keeps a session refreshed after it was filed, and collects it once it does expire', async () => {

@@ -5,7 +5,9 @@ import { Pool } from 'pg';
 import { ProviderError } from '../../lib/errors';
 import { PostgresProvider } from '../../lib/providers/postgres';
 import { runProviderConformance } from '../support/provider-conformance';
-import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, runUpdatersInChildren, skipReason, startPostgres, type PgServer } from '../support/services';
+import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
+import { eventually, rejectionTime } from '../support/provider-waits';
+import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, skipReason, startPostgres, type PgServer } from '../support/services';
 
 const reason = skipReason('postgres');
 if (reason) console.warn(`Skipping the PostgreSQL provider tests: ${reason}`);
@@ -19,29 +21,6 @@ function uniqueTable(): string {
   return `test_${process.pid}_${counter}_${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** Calls `fn` until it resolves (the server is starting, the pool replaces dead connections), up to `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
-
-async function rejectionTime(promise: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
-  const started = Date.now();
-  try {
-    await promise;
-  } catch (error) {
-    return { ms: Date.now() - started, error };
-  }
-  throw new Error('expected a rejection');
-}
-
 /** The postmaster (first line of postmaster.pid) and every backend it forked. */
 function postgresPids(server: PgServer): number[] {
   const postmaster = Number(readFileSync(join(server.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -50,6 +29,8 @@ function postgresPids(server: PgServer): number[] {
 }
 
 const MINUTE = 60_000;
+/** How long a test waits for the server to start, or the pool to replace dead connections. */
+const RECONNECT_MS = 15_000;
 const one = (key: string, json: string): Map<string, string> => new Map([[key, json]]);
 
 describePg('postgres provider', () => {
@@ -158,13 +139,8 @@ describePg('postgres provider', () => {
       try {
         const now = Date.now();
         await provider.create('shared', new Map(), now, now + 5 * MINUTE);
-        await runUpdatersInChildren({ module: 'postgres', exportName: 'PostgresProvider', options: { connectionString, table }, sid: 'shared', children: 2, keysPerChild: 200 });
-        const stored = await provider.read('shared');
-        expect(stored!.values.size).toBe(400);
-        for (let i = 0; i < 200; i++) {
-          expect(stored!.values.get(`c0_${i}`)).toBe(String(i));
-          expect(stored!.values.get(`c1_${i}`)).toBe(String(i));
-        }
+        await runTwoProcessUpdates('postgres', { connectionString, table }, { sid: 'shared', perProcess: 200, inFlight: 10 });
+        expectEveryKeyOfBoth((await provider.read('shared'))!.values, 200);
       } finally {
         await cleanUp(provider);
       }
@@ -214,7 +190,7 @@ describePg('postgres provider', () => {
 
       await pgStart(server);
       // The pool dropped the dead connections and opens new ones; the data survived on disk.
-      const stored = await eventually(() => provider.read('before'));
+      const stored = await eventually(() => provider.read('before'), RECONNECT_MS);
       expect(stored!.values.get('a')).toBe('1');
       await expect(provider.update('before', one('a', '3'), now + MINUTE, now)).resolves.toBe(true);
       await provider.close();
@@ -232,7 +208,7 @@ describePg('postgres provider', () => {
       } finally {
         for (const pid of pids) process.kill(pid, 'SIGCONT');
       }
-      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined();
+      await expect(eventually(() => provider.read('x'), RECONNECT_MS)).resolves.toBeUndefined();
       await provider.close();
     });
 
@@ -243,7 +219,7 @@ describePg('postgres provider', () => {
       expect(error).toBeInstanceOf(ProviderError);
       expect(ms).toBeLessThan(1000);
       await pgStart(server);
-      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined(); // and it created its table
+      await expect(eventually(() => provider.read('x'), RECONNECT_MS)).resolves.toBeUndefined(); // and it created its table
       await provider.close();
     });
   });

@@ -3,10 +3,11 @@ import IORedis from 'ioredis';
 import { ProviderError } from '../../lib/errors';
 import { RedisProvider } from '../../lib/providers/redis';
 import { runProviderConformance } from '../support/provider-conformance';
+import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
+import { eventually, rejectionTime } from '../support/provider-waits';
 import {
   missingDriverMessage,
   restartRedis,
-  runUpdatersInChildren,
   skipReason,
   startRedis,
   stopRedis,
@@ -41,31 +42,9 @@ async function cleanUp(provider: RedisProvider): Promise<void> {
   await provider.close();
 }
 
-/** Calls `fn` until it resolves (the client reconnects on its own schedule), up to `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
-
-/** Milliseconds `promise` takes to reject, failing the test if it resolves. */
-async function rejectionTime(promise: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
-  const started = Date.now();
-  try {
-    await promise;
-  } catch (error) {
-    return { ms: Date.now() - started, error };
-  }
-  throw new Error('expected a rejection');
-}
-
 const MINUTE = 60_000;
+/** How long a test waits for the client to reconnect by itself (backoff up to ~2 s). */
+const RECONNECT_MS = 10_000;
 const one = (key: string, json: string): Map<string, string> => new Map([[key, json]]);
 
 describeRedis('redis provider', () => {
@@ -152,13 +131,8 @@ describeRedis('redis provider', () => {
       try {
         const now = Date.now();
         await provider.create('shared', new Map(), now, now + 5 * MINUTE);
-        await runUpdatersInChildren({ module: 'redis', exportName: 'RedisProvider', options: { url, prefix }, sid: 'shared', children: 2, keysPerChild: 200 });
-        const stored = await provider.read('shared');
-        expect(stored!.values.size).toBe(400);
-        for (let i = 0; i < 200; i++) {
-          expect(stored!.values.get(`c0_${i}`)).toBe(String(i));
-          expect(stored!.values.get(`c1_${i}`)).toBe(String(i));
-        }
+        await runTwoProcessUpdates('redis', { url, prefix }, { sid: 'shared', perProcess: 200, inFlight: 10 });
+        expectEveryKeyOfBoth((await provider.read('shared'))!.values, 200);
       } finally {
         await cleanUp(provider);
       }
@@ -256,7 +230,7 @@ describeRedis('redis provider', () => {
 
       server = await restartRedis(server);
       // The client reconnects by itself (backoff up to ~2 s); the server restarted empty.
-      await eventually(() => provider.read('before'));
+      await eventually(() => provider.read('before'), RECONNECT_MS);
       await expect(provider.create('after', one('a', '1'), now, now + MINUTE)).resolves.toBe(true);
       expect((await provider.read('after'))!.values.get('a')).toBe('1');
       await provider.close();
@@ -272,7 +246,7 @@ describeRedis('redis provider', () => {
       expect(error).toBeInstanceOf(ProviderError);
       expect(ms).toBeLessThan(1000);
       server = await restartRedis(server);
-      await eventually(() => provider.read('x'));
+      await eventually(() => provider.read('x'), RECONNECT_MS);
       await provider.close();
       client.destroy();
     });
@@ -289,7 +263,7 @@ describeRedis('redis provider', () => {
       } finally {
         process.kill(server.pid, 'SIGCONT');
       }
-      await expect(eventually(() => provider.read('x'))).resolves.toBeUndefined();
+      await expect(eventually(() => provider.read('x'), RECONNECT_MS)).resolves.toBeUndefined();
       await provider.close();
     });
 

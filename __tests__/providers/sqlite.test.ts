@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -7,6 +7,7 @@ import { OptionError, ProviderError } from '../../lib/errors';
 import type { Provider } from '../../lib/providers/provider';
 import { SqliteProvider, type SqliteOptions } from '../../lib/providers/sqlite';
 import { runProviderConformance } from '../support/provider-conformance';
+import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 
 const MINUTE = 60_000;
 const cleanups = new Map<Provider, () => void>();
@@ -103,16 +104,8 @@ describe('sqlite provider', () => {
       const sid = 'shared';
       const perProcess = 200;
       await provider.create(sid, new Map(), now, now + 10 * MINUTE);
-      await runInChildren('sqlite-hammer.ts', [
-        [path, sid, 'a', String(perProcess)],
-        [path, sid, 'b', String(perProcess)],
-      ]);
-      const values = (await provider.read(sid))!.values;
-      expect(values.size).toBe(2 * perProcess);
-      for (let i = 0; i < perProcess; i++) {
-        expect(values.get(`a${i}`)).toBe(String(i));
-        expect(values.get(`b${i}`)).toBe(String(i));
-      }
+      await runTwoProcessUpdates('sqlite', { path }, { sid, perProcess });
+      expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
     }, 60_000);
   });
 
@@ -247,21 +240,3 @@ describe('sqlite provider', () => {
     });
   });
 });
-
-/** Runs `script` from __tests__/support in one real Node process per argument list, all started at once. */
-async function runInChildren(script: string, argLists: string[][]): Promise<void> {
-  const cwd = resolve(__dirname, '..', '..');
-  const children = argLists.map((args) => {
-    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', 'support', script), ...args], { cwd });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const ready = new Promise<void>((done) => child.stdout.once('data', () => done()));
-    const exited = new Promise<void>((done, fail) =>
-      child.on('exit', (code) => (code === 0 ? done() : fail(new Error(`${script} exited with ${code}: ${stderr}`)))),
-    );
-    return { child, ready, exited };
-  });
-  await Promise.race([Promise.all(children.map((c) => c.ready)), Promise.all(children.map((c) => c.exited))]);
-  for (const { child } of children) child.stdin.end('go\n');
-  await Promise.all(children.map((c) => c.exited));
-}

@@ -254,48 +254,8 @@ export function skipReason(service: 'redis' | 'postgres'): string | undefined {
 const ROOT = join(__dirname, '..', '..');
 
 /**
- * Runs `children` real Node processes that each apply `keysPerChild` updates,
- * one key each (`c<child>_<i>`), to session `sid` through a fresh provider
- * built from `lib/providers/<module>.ts` with `options`. They start together
- * (at a shared wall-clock instant) so their updates interleave on the server.
- */
-export async function runUpdatersInChildren(input: {
-  module: 'redis' | 'postgres';
-  exportName: string;
-  options: Record<string, unknown>;
-  sid: string;
-  children: number;
-  keysPerChild: number;
-}): Promise<void> {
-  const startAt = Date.now() + 1500; // ts-node start-up takes about a second
-  const code = `
-    const { ${input.exportName}: Provider } = require(${JSON.stringify(join(ROOT, 'lib', 'providers', `${input.module}.ts`))});
-    const provider = new Provider(${JSON.stringify(input.options)});
-    const [child, sid, count, startAt] = process.argv.slice(1);
-    (async () => {
-      await provider.read(sid); // connect (and create the table) before the start line
-      while (Date.now() < Number(startAt)) await new Promise((r) => setTimeout(r, 1));
-      const pending = [];
-      for (let i = 0; i < Number(count); i++) {
-        const now = Date.now();
-        pending.push(provider.update(sid, new Map([['c' + child + '_' + i, String(i)]]), now + 60000, now));
-        if (pending.length === 10) { if (!(await Promise.all(pending.splice(0))).every(Boolean)) throw new Error('update refused'); }
-      }
-      if (!(await Promise.all(pending)).every(Boolean)) throw new Error('update refused');
-      await provider.close();
-    })().catch((error) => { console.error(error); process.exit(1); });`;
-  const runs = Array.from({ length: input.children }, (_, child) =>
-    run(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', code, String(child), input.sid, String(input.keysPerChild), String(startAt)], {
-      cwd: ROOT,
-      timeout: 60_000,
-    }),
-  );
-  await Promise.all(runs);
-}
-
-/**
  * The error a provider throws when its driver cannot be found, observed for
- * real: the provider and its two dependencies are transpiled into a temp dir
+ * real: lib/errors.ts and every module of lib/providers/ are transpiled into a temp dir
  * outside this project (so `require('<driver>')` finds no node_modules) and
  * constructed in a child process. No module mocking involved.
  */
@@ -303,7 +263,8 @@ export async function missingDriverMessage(module: 'redis' | 'postgres', exportN
   const ts = require('typescript') as typeof import('typescript');
   const dir = mkdtempSync(join(tmpdir(), 'session-manager-nodriver-'));
   try {
-    for (const file of ['errors.ts', 'providers/provider.ts', `providers/${module}.ts`]) {
+    const providerFiles = readdirSync(join(ROOT, 'lib', 'providers')).filter((name) => name.endsWith('.ts'));
+    for (const file of ['errors.ts', ...providerFiles.map((name) => `providers/${name}`)]) {
       const source = readFileSync(join(ROOT, 'lib', file), 'utf8');
       const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
       const target = join(dir, 'lib', file.replace(/\.ts$/, '.js'));

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { link, open, opendir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { OptionError, ProviderError } from '../errors';
+import { errorCode, errorMessage, OptionError, ProviderError } from '../errors';
+import { FileLocks } from './file-lock';
 import type { Provider, StoredEntry, StoredSession } from './provider';
+import { valuesFromObject, valuesToObject } from './values-codec';
 
 /** Options of {@link FileProvider} (also its `providerOptions` under the name `'file'`). */
 export interface FileOptions {
@@ -58,10 +59,10 @@ interface FileRecord {
  * a path outside the folder, and ids that differ only in case stay apart on
  * case-insensitive file systems (macOS, Windows). Files are replaced by
  * write-to-temp + rename, so a reader sees the old or the new file, never half.
- * Per-key changes of one session are serialised by a promise queue per session
- * in this process and a lock file (`O_EXCL`) across processes, so concurrent
- * updates of different keys all survive. Needs a local file system with hard
- * links (`create` is `link()`, which refuses an existing name).
+ * Per-key changes of one session are serialised by a {@link FileLocks} lock
+ * (a promise queue in this process, a lock file across processes), so
+ * concurrent updates of different keys all survive. Needs a local file system
+ * with hard links (`create` is `link()`, which refuses an existing name).
  *
  * @example
  * app.use(sessions({ provider: 'file', providerOptions: { dir: '/var/lib/myapp/sessions' } }));
@@ -73,9 +74,8 @@ export class FileProvider implements Provider {
   readonly #dir: string;
   readonly #fsync: boolean;
   readonly #onError: (err: Error) => void;
-  readonly #lockStaleMs: number;
-  /** Tail of each session's in-process queue; an entry lives only while work is queued. */
-  readonly #queues = new Map<string, Promise<unknown>>();
+  /** Serialises the writes of one session, in this process and across processes. */
+  readonly #locks: FileLocks;
   #closed = false;
 
   constructor(options: FileOptions) {
@@ -83,11 +83,11 @@ export class FileProvider implements Provider {
     this.#dir = resolve(options.dir); // fixed now: a later process.chdir() must not move the sessions
     this.#fsync = options.fsync ?? false;
     this.#onError = options.onError ?? ((err) => process.emitWarning(err));
-    this.#lockStaleMs = options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
+    this.#locks = new FileLocks(this.#dir, options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS, (err) => this.#report(err));
     try {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     } catch (err) {
-      throw new ProviderError(NAME, `cannot create the folder ${this.#dir}: ${describe(err)}`, err);
+      throw new ProviderError(NAME, `cannot create the folder ${this.#dir}: ${errorMessage(err)}`, err);
     }
   }
 
@@ -128,7 +128,7 @@ export class FileProvider implements Provider {
     return this.#guard('destroy', () => {
       const hash = hashId(sid);
       // Under the lock: an update between its read and its rename would otherwise bring the file back.
-      return this.#locked(hash, async () => {
+      return this.#locks.run(hash, async () => {
         if ((await unlinkIfPresent(this.#file(hash))) && this.#fsync) await syncDir(this.#dir);
       });
     });
@@ -151,7 +151,7 @@ export class FileProvider implements Provider {
       }
       if (deleted > 0 && this.#fsync) await syncDir(this.#dir);
       if (failures.length > 0) {
-        throw new ProviderError(NAME, `gc deleted ${deleted} sessions but failed on ${failures.length} files: ${describe(failures[0])}`, failures[0]);
+        throw new ProviderError(NAME, `gc deleted ${deleted} sessions but failed on ${failures.length} files: ${errorMessage(failures[0])}`, failures[0]);
       }
       return deleted;
     });
@@ -183,14 +183,14 @@ export class FileProvider implements Provider {
   /** Waits for queued writes (so no lock file is left behind), then refuses new calls. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#queues.values());
+    await this.#locks.idle();
   }
 
   /** update and touch: rewrite the file under the session's lock, only while it is live. */
   #change(op: string, sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     return this.#guard(op, () => {
       const hash = hashId(sid);
-      return this.#locked(hash, async () => {
+      return this.#locks.run(hash, async () => {
         const record = await this.#loadOrReport(hash);
         if (record === undefined || record.expiresAt <= now) return false;
         for (const [key, json] of changes) {
@@ -274,7 +274,7 @@ export class FileProvider implements Provider {
     // Peek without the lock: most files are live and need nothing more.
     const peeked = await this.#load(hash);
     if (peeked === undefined || (peeked !== null && peeked.expiresAt > now)) return undefined;
-    return this.#locked(hash, async () => {
+    return this.#locks.run(hash, async () => {
       const record = await this.#load(hash); // again under the lock: an update may have just extended it
       if (record === undefined) return undefined;
       if (record === null) {
@@ -308,95 +308,6 @@ export class FileProvider implements Provider {
       }
     }
     if (names.length > 0) yield names;
-  }
-
-  // --- locking -----------------------------------------------------------
-
-  /**
-   * Runs `fn` holding the session's lock: first its place in this process's
-   * queue (so one process never races itself for the lock file), then the lock
-   * file that excludes other processes.
-   */
-  #locked<T>(hash: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#queues.get(hash) ?? Promise.resolve();
-    const run = previous.then(() => this.#withLockFile(hash, fn));
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#queues.set(hash, tail);
-    void tail.then(() => {
-      if (this.#queues.get(hash) === tail) this.#queues.delete(hash);
-    });
-    return run;
-  }
-
-  async #withLockFile<T>(hash: string, fn: () => Promise<T>): Promise<T> {
-    const lockPath = join(this.#dir, `${hash}.lock`);
-    const handle = await this.#acquire(lockPath);
-    try {
-      return await fn();
-    } finally {
-      await this.#release(lockPath, handle);
-    }
-  }
-
-  async #acquire(lockPath: string): Promise<FileHandle> {
-    // Lock ages are wall-clock times (file mtimes), unrelated to session expiry, so Date.now() is right here.
-    const deadline = Date.now() + 2 * this.#lockStaleMs;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        return await open(lockPath, 'wx', 0o600); // O_CREAT | O_EXCL: exactly one process wins
-      } catch (err) {
-        if (errorCode(err) !== 'EEXIST') throw err;
-      }
-      if (await this.#breakIfStale(lockPath)) continue;
-      if (Date.now() > deadline) {
-        throw new ProviderError(NAME, `timed out waiting for the lock ${lockPath}`);
-      }
-      await sleep(1 + Math.random() * Math.min(50, 2 ** attempt)); // jittered backoff: 1 ms up to ~50 ms
-    }
-  }
-
-  /** Removes a lock older than `lockStaleMs`; resolves whether it is worth retrying at once. */
-  async #breakIfStale(lockPath: string): Promise<boolean> {
-    let seen;
-    try {
-      seen = await stat(lockPath);
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return true; // released meanwhile
-      throw err;
-    }
-    if (Date.now() - seen.mtimeMs < this.#lockStaleMs) return false;
-    // Two processes may both find it stale; the first to break it may already hold a fresh lock
-    // by the time the second acts. So move the file aside and check it is the one we judged stale.
-    const aside = `${lockPath}.${randomBytes(6).toString('hex')}.stale`;
-    try {
-      await rename(lockPath, aside);
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return true;
-      throw err;
-    }
-    const moved = await stat(aside);
-    if (moved.ino !== seen.ino || moved.dev !== seen.dev) {
-      await link(aside, lockPath).catch(() => undefined); // a live lock: put it back (unless replaced already)
-    }
-    await unlink(aside);
-    return true;
-  }
-
-  async #release(lockPath: string, handle: FileHandle): Promise<void> {
-    try {
-      // Delete only our own lock: if we stalled past lockStaleMs, the file may now be another process's.
-      // Our open handle keeps the inode alive, so no other file can carry its number meanwhile.
-      const [mine, current] = await Promise.all([handle.stat(), stat(lockPath).catch(() => undefined)]);
-      if (current !== undefined && current.ino === mine.ino && current.dev === mine.dev) await unlink(lockPath);
-    } catch (err) {
-      // The write itself succeeded; a lock left behind only delays the next writer until it is stale.
-      this.#report(new ProviderError(NAME, `could not release the lock ${lockPath}: ${describe(err)}`, err));
-    } finally {
-      await handle.close().catch(() => undefined);
-    }
   }
 
   // --- errors ------------------------------------------------------------
@@ -448,11 +359,9 @@ function hashId(sid: string): string {
   return createHash('sha256').update(sid, 'utf8').digest('hex');
 }
 
-// Values go through Object.fromEntries / Object.entries: both treat "__proto__"
-// as an ordinary own property (JSON.parse does too), so no key reaches a prototype.
 function encodeRecord(record: FileRecord): string {
   const { sid, createdAt, expiresAt, values } = record;
-  return JSON.stringify({ v: 1, sid, createdAt, expiresAt, values: Object.fromEntries(values) });
+  return JSON.stringify({ v: 1, sid, createdAt, expiresAt, values: valuesToObject(values) });
 }
 
 /** The record in `text`, or `undefined` when it is not valid JSON of the right shape (corrupt, truncated). */
@@ -464,14 +373,10 @@ function decodeRecord(text: string): FileRecord | undefined {
     return undefined;
   }
   if (!isObject(raw)) return undefined;
-  const { sid, createdAt, expiresAt, values } = raw;
-  if (typeof sid !== 'string' || !isTime(createdAt) || !isTime(expiresAt) || !isObject(values)) return undefined;
-  const map = new Map<string, string>();
-  for (const [key, json] of Object.entries(values)) {
-    if (typeof json !== 'string') return undefined;
-    map.set(key, json);
-  }
-  return { sid, createdAt, expiresAt, values: map };
+  const { sid, createdAt, expiresAt } = raw;
+  if (typeof sid !== 'string' || !isTime(createdAt) || !isTime(expiresAt)) return undefined;
+  const values = valuesFromObject(raw.values);
+  return values && { sid, createdAt, expiresAt, values };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -503,16 +408,6 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function errorCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
-}
-
-function describe(err: unknown): string {
-  // Not `instanceof Error`: errors made in another realm (vm contexts, jest) fail that test.
-  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
-  return typeof message === 'string' ? message : String(err);
-}
-
 function wrap(op: string, dir: string, err: unknown): ProviderError {
-  return err instanceof ProviderError ? err : new ProviderError(NAME, `${op} failed in ${dir}: ${describe(err)}`, err);
+  return err instanceof ProviderError ? err : new ProviderError(NAME, `${op} failed in ${dir}: ${errorMessage(err)}`, err);
 }

@@ -1,3 +1,4 @@
+import { OptionError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 
 /** Options of the memory provider. */
@@ -43,7 +44,7 @@ export class MemoryProvider implements Provider {
   constructor(options: MemoryOptions = {}) {
     const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) {
-      throw new TypeError(`[session-manager] [memory] option maxSessions is invalid: ${String(options.maxSessions)}`);
+      throw new OptionError(`[memory] option maxSessions is invalid: ${String(options.maxSessions)}`);
     }
     this.maxSessions = maxSessions;
   }

@@ -1,5 +1,6 @@
-import { OptionError, ProviderError } from '../errors';
+import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
+import { withTimeout } from './with-timeout';
 
 /**
  * The `pg` Pool surface the provider uses. Structural, so the published types
@@ -157,18 +158,7 @@ export class PostgresProvider implements Provider {
   /** One statement, after the table exists, bounded by `timeoutMs`; every failure becomes a ProviderError. */
   async #query(operation: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ProviderError(this.name, `${operation} timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    try {
-      return await Promise.race([this.#ensureTable().then(() => this.#pool.query(text, values)), deadline]);
-    } catch (error) {
-      if (error instanceof ProviderError) throw error;
-      throw new ProviderError(this.name, `${operation} failed: ${(error as Error)?.message ?? String(error)}`, error);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withTimeout(this.name, operation, this.timeoutMs, () => this.#ensureTable().then(() => this.#pool.query(text, values)));
   }
 
   #ensureTable(): Promise<void> {
@@ -227,7 +217,7 @@ function createOwnedPool(connectionString: string, timeoutMs: number): OwnedPool
   try {
     pg = require('pg');
   } catch (error) {
-    throw new OptionError(`Cannot import \`pg\`: install it or pass \`pool\` (${(error as Error).message})`);
+    throw new OptionError(`Cannot import \`pg\`: install it or pass \`pool\` (${errorMessage(error)})`);
   }
   const pool = new pg.Pool({ connectionString, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs }) as unknown as OwnedPool;
   // An idle connection dropped by the server (restart, failover) makes the pool

@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
-import { OptionError, ProviderError } from '../errors';
+import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
+import { CREATE_SCRIPT, CREATED_FIELD, EXPIRES_FIELD, UPDATE_SCRIPT, VALUE_PREFIX, type RedisScript } from './redis-scripts';
+import { withTimeout } from './with-timeout';
 
 /**
  * The node-redis v5 client surface the provider uses (what `createClient()`
@@ -57,45 +58,6 @@ export const DEFAULT_REDIS_TIMEOUT_MS = 5000;
 /** Keys per SCAN step, and sessions loaded at once by `entries()`. */
 const SCAN_COUNT = 500;
 
-// Hash fields: metadata under `m:`, values under `v:`, so no user key can hit metadata.
-const CREATED = 'm:c';
-const EXPIRES = 'm:e';
-const VALUE = 'v:';
-
-/**
- * Each script touches one key, so it runs atomically and stays on one Cluster
- * slot. ARGV numbers are compared as Lua doubles: exact for ms timestamps.
- * HSET goes field by field because `unpack()` of a large session could exceed
- * Lua's C stack (~8000 values).
- */
-// KEYS[1] session; ARGV: createdAt, expiresAt, field, value, field, value…
-const CREATE_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], '${CREATED}', ARGV[1], '${EXPIRES}', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return 1`;
-
-// KEYS[1] session; ARGV: now, expiresAt, n, n field/value pairs to set, then fields to delete.
-// Also serves touch (n = 0, nothing to delete).
-const UPDATE_LUA = `
-local e = redis.call('HGET', KEYS[1], '${EXPIRES}')
-if not e or tonumber(e) <= tonumber(ARGV[1]) then return 0 end
-local last = 3 + 2 * tonumber(ARGV[3])
-for i = 4, last, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = last + 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-redis.call('HSET', KEYS[1], '${EXPIRES}', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return 1`;
-
-interface Script {
-  source: string;
-  sha1: string;
-}
-const script = (source: string): Script => ({ source, sha1: createHash('sha1').update(source).digest('hex') });
-const CREATE = script(CREATE_LUA);
-const UPDATE = script(UPDATE_LUA);
-
 /** The two drivers reduced to what the provider needs: raw commands and a readiness check. */
 interface Connection {
   send(args: string[]): Promise<unknown>;
@@ -151,8 +113,8 @@ export class RedisProvider implements Provider {
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     const args = [String(createdAt), String(expiresAt)];
-    for (const [key, json] of values) args.push(VALUE + key, json);
-    return (await this.#eval('create', CREATE, this.#key(sid), args)) === 1;
+    for (const [key, json] of values) args.push(VALUE_PREFIX + key, json);
+    return (await this.#eval('create', CREATE_SCRIPT, this.#key(sid), args)) === 1;
   }
 
   async read(sid: string): Promise<StoredSession | undefined> {
@@ -164,15 +126,15 @@ export class RedisProvider implements Provider {
     const sets: string[] = [];
     const deletes: string[] = [];
     for (const [key, json] of changes) {
-      if (json === undefined) deletes.push(VALUE + key);
-      else sets.push(VALUE + key, json);
+      if (json === undefined) deletes.push(VALUE_PREFIX + key);
+      else sets.push(VALUE_PREFIX + key, json);
     }
     const args = [String(now), String(expiresAt), String(sets.length / 2), ...sets, ...deletes];
-    return (await this.#eval('update', UPDATE, this.#key(sid), args)) === 1;
+    return (await this.#eval('update', UPDATE_SCRIPT, this.#key(sid), args)) === 1;
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
-    return (await this.#eval('touch', UPDATE, this.#key(sid), [String(now), String(expiresAt), '0'])) === 1;
+    return (await this.#eval('touch', UPDATE_SCRIPT, this.#key(sid), [String(now), String(expiresAt), '0'])) === 1;
   }
 
   async destroy(sid: string): Promise<void> {
@@ -188,7 +150,7 @@ export class RedisProvider implements Provider {
     let live = 0;
     for await (const keys of this.#scan('count')) {
       // Issued together, so the driver pipelines them: one round trip per SCAN page.
-      const expiries = await Promise.all(keys.map((key) => this.#call('count', ['HGET', key, EXPIRES])));
+      const expiries = await Promise.all(keys.map((key) => this.#call('count', ['HGET', key, EXPIRES_FIELD])));
       for (const expiry of expiries) if (expiry != null && Number(expiry) > now) live += 1;
     }
     return live;
@@ -240,7 +202,7 @@ export class RedisProvider implements Provider {
   }
 
   /** EVALSHA, falling back to EVAL once when the server has not cached the script (restart, SCRIPT FLUSH). */
-  async #eval(operation: string, lua: Script, key: string, args: string[]): Promise<unknown> {
+  async #eval(operation: string, lua: RedisScript, key: string, args: string[]): Promise<unknown> {
     try {
       return await this.#call(operation, ['EVALSHA', lua.sha1, '1', key, ...args]);
     } catch (error) {
@@ -253,18 +215,7 @@ export class RedisProvider implements Provider {
   /** One command, bounded by `timeoutMs`; every failure becomes a ProviderError. */
   async #call(operation: string, args: string[]): Promise<unknown> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ProviderError(this.name, `${operation} timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    try {
-      return await Promise.race([this.#send(args), deadline]);
-    } catch (error) {
-      if (error instanceof ProviderError) throw error;
-      throw new ProviderError(this.name, `${operation} failed: ${(error as Error)?.message ?? String(error)}`, error);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withTimeout(this.name, operation, this.timeoutMs, () => this.#send(args));
   }
 
   async #send(args: string[]): Promise<unknown> {
@@ -304,7 +255,7 @@ function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
   try {
     redis = require('redis');
   } catch (error) {
-    throw new OptionError(`Cannot import \`redis\`: install it or pass \`client\` (${(error as Error).message})`);
+    throw new OptionError(`Cannot import \`redis\`: install it or pass \`client\` (${errorMessage(error)})`);
   }
   const client = redis.createClient({
     url,
@@ -344,9 +295,9 @@ function decode(flat: string[] | null | undefined): StoredSession | undefined {
   let expiresAt = NaN;
   for (let i = 0; i < flat.length; i += 2) {
     const field = String(flat[i]);
-    if (field.startsWith(VALUE)) values.set(field.slice(VALUE.length), String(flat[i + 1]));
-    else if (field === CREATED) createdAt = Number(flat[i + 1]);
-    else if (field === EXPIRES) expiresAt = Number(flat[i + 1]);
+    if (field.startsWith(VALUE_PREFIX)) values.set(field.slice(VALUE_PREFIX.length), String(flat[i + 1]));
+    else if (field === CREATED_FIELD) createdAt = Number(flat[i + 1]);
+    else if (field === EXPIRES_FIELD) expiresAt = Number(flat[i + 1]);
   }
   // A hash without our metadata is not a session of ours (a foreign key under the prefix).
   return Number.isFinite(createdAt) && Number.isFinite(expiresAt) ? { values, createdAt, expiresAt } : undefined;

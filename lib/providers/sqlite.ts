@@ -1,8 +1,9 @@
 // Only types at top level: `import { sessions } from 'session-manager'` must work without better-sqlite3.
 import type Database from 'better-sqlite3';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { OptionError, ProviderError } from '../errors';
+import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
+import { decodeValues, encodeValues } from './values-codec';
 
 /** Options of {@link SqliteProvider} (also its `providerOptions` under the name `'sqlite'`). Give `path` or `database`. */
 export interface SqliteOptions {
@@ -84,7 +85,7 @@ export class SqliteProvider implements Provider {
       this.#updateImmediate = this.#db.transaction(this.#applyChanges.bind(this)).immediate;
     } catch (err) {
       if (this.#ownsDatabase) this.#db.close();
-      throw new ProviderError(NAME, `cannot prepare the sessions table: ${describe(err)}`, err);
+      throw new ProviderError(NAME, `cannot prepare the sessions table: ${errorMessage(err)}`, err);
     }
   }
 
@@ -187,7 +188,7 @@ export class SqliteProvider implements Provider {
     try {
       return fn();
     } catch (err) {
-      throw new ProviderError(NAME, `${op} failed: ${describe(err)}`, err);
+      throw new ProviderError(NAME, `${op} failed: ${errorMessage(err)}`, err);
     }
   }
 }
@@ -208,7 +209,7 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     return db;
   } catch (err) {
     db?.close();
-    throw new ProviderError(NAME, `cannot open ${path}: ${describe(err)}`, err);
+    throw new ProviderError(NAME, `cannot open ${path}: ${errorMessage(err)}`, err);
   }
 }
 
@@ -262,32 +263,4 @@ function checkOptions(options: SqliteOptions): void {
     throw new OptionError(`sqlite provider: option gcBatchSize must be a positive whole number: ${String(gcBatchSize)}`);
   }
   if (onError !== undefined && typeof onError !== 'function') throw new OptionError('sqlite provider: option onError must be a function');
-}
-
-// Keys go through Object.fromEntries / Object.entries: both treat "__proto__"
-// as an ordinary own property (JSON.parse does too), so no key reaches a prototype.
-function encodeValues(values: ReadonlyMap<string, string>): string {
-  return JSON.stringify(Object.fromEntries(values));
-}
-
-function decodeValues(json: string): Map<string, string> | undefined {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
-  const values = new Map<string, string>();
-  for (const [key, text] of Object.entries(raw)) {
-    if (typeof text !== 'string') return undefined;
-    values.set(key, text);
-  }
-  return values;
-}
-
-function describe(err: unknown): string {
-  // Not `instanceof Error`: errors made in another realm (vm contexts, jest) fail that test.
-  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
-  return typeof message === 'string' ? message : String(err);
 }
