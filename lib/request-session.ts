@@ -143,13 +143,17 @@ export class RequestSession implements SessionHost {
       this.#expiryRefreshed = true;
       return;
     }
-    const now = manager.now();
-    if (manager.shouldTouch(record, now)) {
-      // A read-only request does not wait for the refresh; a failure has no request to go to.
-      manager.touch(record).catch((err) => manager.reportError(err, record.sid));
-      record.expiresAt = manager.expiryFor(record.createdAt, now);
-      this.#expiryRefreshed = true;
-    }
+    if (!manager.shouldTouch(record, manager.now())) return;
+    // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
+    // A failed refresh is reported but does not fail a request that only read.
+    const expiresAt = await manager.touch(record).catch((err: unknown) => {
+      manager.reportError(err, record.sid);
+      return null;
+    });
+    if (expiresAt === null) return;
+    if (expiresAt === undefined) return this.#lost();
+    record.expiresAt = expiresAt;
+    this.#expiryRefreshed = true;
   }
 
   /** The session was destroyed or expired elsewhere: nothing brings it back, and its id is not re-sent. */

@@ -71,10 +71,10 @@ export class Session {
 
   /**
    * Stores `value` under `key`; saved before the response goes out.
-   * @throws TypeError when `value` is not JSON-serialisable (nothing changes then).
+   * @throws TypeError when `value` is not JSON-serialisable or `key` is not well-formed Unicode (nothing changes then).
    */
   set<K extends string>(key: K, value: SessionValue<K>): void {
-    if (typeof key !== 'string') throw new TypeError(`[session-manager] session key must be a string, got ${typeof key}`);
+    checkKey(key);
     const json = toJson(key, value);
     this.#values.set(key, json);
     this.#changes.set(key, json);
@@ -82,6 +82,7 @@ export class Session {
 
   /** Removes `key`; answers whether this session had it. */
   delete(key: string): boolean {
+    checkKey(key);
     // Recorded even when absent here: a concurrent request may have set it.
     this.#changes.set(key, undefined);
     return this.#values.delete(key);
@@ -128,6 +129,14 @@ export class Session {
   toJSON(): Record<string, unknown> {
     return Object.fromEntries([...this.#values].map(([key, json]) => [key, JSON.parse(json)]));
   }
+}
+
+// A lone surrogate has no UTF-8 form: Redis would store it as U+FFFD (two keys colliding), PostgreSQL rejects it.
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string') throw new TypeError(`[session-manager] session key must be a string, got ${typeof key}`);
+  if (LONE_SURROGATE.test(key)) throw new TypeError('[session-manager] session key must be well-formed Unicode (it has a lone surrogate)');
 }
 
 function toJson(key: string, value: unknown): string {

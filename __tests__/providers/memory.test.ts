@@ -8,14 +8,22 @@ describe('memory provider', () => {
   const now = Date.now();
   const values = (n: number) => new Map([['n', String(n)]]);
 
-  it('evicts the least recently written session beyond maxSessions', async () => {
+  it('evicts the session that expires soonest (the least recently refreshed) beyond maxSessions', async () => {
     const provider = new MemoryProvider({ maxSessions: 3 });
     for (const sid of ['a', 'b', 'c']) await provider.create(sid, values(1), now, now + 60_000);
-    await provider.update('a', values(2), now + 60_000, now); // a is now the most recent
+    await provider.update('a', values(2), now + 120_000, now); // a was used again: it now expires last
     await provider.create('d', values(1), now, now + 60_000);
     expect(await provider.read('b')).toBeUndefined();
     for (const sid of ['a', 'c', 'd']) expect(await provider.read(sid)).toBeDefined();
     await expect(provider.count(now)).resolves.toBe(3);
+  });
+
+  it('keeps memory bounded by maxSessions under a flood of new sessions', async () => {
+    const provider = new MemoryProvider({ maxSessions: 100 });
+    for (let i = 0; i < 10_000; i++) await provider.create(`flood${i}`, values(i), now, now + 60_000 + i);
+    await expect(provider.count(now)).resolves.toBe(100);
+    expect(await provider.read('flood9999')).toBeDefined();
+    expect(await provider.read('flood0')).toBeUndefined();
   });
 
   it('rejects a bad maxSessions', () => {

@@ -1,5 +1,3 @@
-import { join } from 'node:path';
-import type { Config } from '@jest/types';
 import { discard, pgBinDir, reapStaleRuns, redisBinary, startPostgres, startRedis, writeState, type PgServer, type RedisServer, type ServicesState } from './services';
 
 type Service = 'redis' | 'postgres';
@@ -15,12 +13,10 @@ const SERVICES: Record<Service, { urlVar: string; installed: () => boolean; miss
  * CI=true and otherwise makes that provider's suites skip with the reason
  * (SESSION_TEST_<SERVICE>_SKIP, read by `skipReason()`).
  */
-export default async function globalSetup(globalConfig?: Config.GlobalConfig): Promise<void> {
+export default async function globalSetup(): Promise<void> {
   process.env.SESSION_TEST_RUN_ID = String(process.pid);
   await reapStaleRuns();
-  const wanted = (Object.keys(SERVICES) as Service[]).filter(
-    (service) => !process.env[SERVICES[service].urlVar] && selected(service, globalConfig),
-  );
+  const wanted = (Object.keys(SERVICES) as Service[]).filter((service) => !process.env[SERVICES[service].urlVar]);
   // Decide everything before starting anything: Jest skips teardown when setup throws.
   for (const service of wanted.filter((name) => !SERVICES[name].installed())) {
     const reason = `${SERVICES[service].missing} and ${SERVICES[service].urlVar} is not set`;
@@ -44,22 +40,4 @@ export default async function globalSetup(globalConfig?: Config.GlobalConfig): P
     throw failure.reason;
   }
   writeState(state);
-}
-
-/**
- * Whether this run may include tests that need `service`: `jest some/path`
- * runs that exclude __tests__/providers/<service>.test.ts (the only suites
- * that use the servers) skip starting it, saving initdb's seconds.
- */
-function selected(service: Service, globalConfig?: Config.GlobalConfig): boolean {
-  const patterns = globalConfig?.testPathPatterns?.patterns ?? [];
-  if (patterns.length === 0) return true;
-  const file = join(globalConfig!.rootDir, '__tests__', 'providers', `${service}.test.ts`);
-  return patterns.some((pattern) => {
-    try {
-      return new RegExp(pattern, 'i').test(file);
-    } catch {
-      return true; // not a regexp Jest would reject: be safe, start the server
-    }
-  });
 }

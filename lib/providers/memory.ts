@@ -1,11 +1,13 @@
 import { OptionError } from '../errors';
+import { ExpiryWheel, secondOf } from './expiry-wheel';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 
 /** Options of the memory provider. */
 export interface MemoryOptions {
   /**
-   * Most sessions kept at once; creating one more evicts the least recently
-   * refreshed session, so a flood of new visitors cannot exhaust memory.
+   * Most sessions kept at once; creating one more evicts the session that
+   * expires soonest (the least recently refreshed one), so a flood of new
+   * visitors cannot exhaust memory.
    * @default 100000
    */
   maxSessions?: number;
@@ -13,7 +15,6 @@ export interface MemoryOptions {
 
 export const DEFAULT_MAX_SESSIONS = 100_000;
 
-const BUCKET_MS = 1000;
 /** A sweep yields to the event loop after this long, so a huge expiry never stalls requests. */
 const SWEEP_SLICE_MS = 4;
 const TIME_WIDTH = 9; // base-36 digits of a millisecond timestamp, enough until the year 5138
@@ -25,19 +26,19 @@ const TIME_WIDTH = 9; // base-36 digits of a millisecond timestamp, enough until
  *
  * Each session is one flat string (expiry, creation time and the values as
  * JSON), which keeps a small session under 200 heap bytes and means a reader
- * never shares objects with another request. Expiry uses a timing wheel of
- * one-second buckets holding each session once, so the GC visits only
- * sessions that are due, in time slices, never all of them.
+ * never shares objects with another request. An expiry wheel of one-second
+ * buckets finds what is due, so the GC visits only due sessions, in time
+ * slices, and a full store evicts the session that expires soonest — the
+ * least recently refreshed — without a scan.
  *
  * @example sessions({ provider: 'memory', providerOptions: { maxSessions: 50_000 } })
  */
 export class MemoryProvider implements Provider {
   readonly name = 'memory';
   readonly maxSessions: number;
-  /** sid → encoded session, in order of last write (the eviction order). */
+  /** sid → encoded session. */
   readonly #sessions = new Map<string, string>();
-  /** expiry second → sids that may expire in it (entries go stale when a session moves on). */
-  readonly #wheel = new Map<number, string[]>();
+  readonly #wheel = new ExpiryWheel();
   /** The latest sweep; the next one starts after it. */
   #sweeping: Promise<number> | undefined;
 
@@ -51,9 +52,9 @@ export class MemoryProvider implements Provider {
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     if (this.#sessions.has(sid)) return false;
-    if (this.#sessions.size >= this.maxSessions) this.#evictOldest();
+    if (this.#sessions.size >= this.maxSessions) this.#evictSoonestExpiring();
     this.#sessions.set(sid, encode(createdAt, expiresAt, values));
-    this.#schedule(sid, expiresAt);
+    this.#wheel.add(sid, expiresAt);
     return true;
   }
 
@@ -63,13 +64,15 @@ export class MemoryProvider implements Provider {
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    const stored = this.#live(sid, now);
-    if (stored === undefined) return false;
+    const encoded = this.#sessions.get(sid);
+    if (encoded === undefined || expiryOf(encoded) <= now) return false;
+    const stored = decode(encoded);
     for (const [key, json] of changes) {
       if (json === undefined) stored.values.delete(key);
       else stored.values.set(key, json);
     }
-    this.#rewrite(sid, stored.createdAt, expiresAt, stored.values, stored.expiresAt);
+    this.#sessions.set(sid, encode(stored.createdAt, expiresAt, stored.values));
+    if (expiresAt < stored.expiresAt) this.#wheel.add(sid, expiresAt);
     return true;
   }
 
@@ -79,14 +82,13 @@ export class MemoryProvider implements Provider {
     const previousExpiry = expiryOf(encoded);
     if (previousExpiry <= now) return false;
     // Only the timestamp prefix changes; the values are copied as text.
-    this.#sessions.delete(sid);
     this.#sessions.set(sid, flat(pad(expiresAt) + encoded.slice(TIME_WIDTH)));
-    if (expiresAt < previousExpiry) this.#schedule(sid, expiresAt);
+    if (expiresAt < previousExpiry) this.#wheel.add(sid, expiresAt);
     return true;
   }
 
   async destroy(sid: string): Promise<void> {
-    this.#sessions.delete(sid); // its wheel entry goes stale and is dropped when due
+    this.#sessions.delete(sid); // its wheel entry goes stale and is dropped when taken
   }
 
   gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
@@ -115,60 +117,52 @@ export class MemoryProvider implements Provider {
     this.#wheel.clear();
   }
 
-  #live(sid: string, now: number): StoredSession | undefined {
+  /**
+   * What the wheel says about `sid` filed under `second`: 'gone' (a stale entry),
+   * 'due' (it still expires in that second) or 'moved' (re-filed where it now expires).
+   */
+  #check(sid: string, second: number): 'gone' | 'due' | 'moved' {
     const encoded = this.#sessions.get(sid);
-    if (encoded === undefined || expiryOf(encoded) <= now) return undefined;
-    return decode(encoded);
+    if (encoded === undefined) return 'gone';
+    const expiresAt = expiryOf(encoded);
+    if (secondOf(expiresAt) === second) return 'due';
+    this.#wheel.add(sid, expiresAt);
+    return 'moved';
   }
 
-  #rewrite(sid: string, createdAt: number, expiresAt: number, values: ReadonlyMap<string, string>, previousExpiry: number): void {
-    // Delete first so the session moves to the end of the eviction order.
-    this.#sessions.delete(sid);
-    this.#sessions.set(sid, encode(createdAt, expiresAt, values));
-    // A later expiry needs no new wheel entry: the sweep re-files a session it
-    // finds still live. Only an earlier one does.
-    if (expiresAt < previousExpiry) this.#schedule(sid, expiresAt);
-  }
-
-  #evictOldest(): void {
-    const oldest = this.#sessions.keys().next();
-    if (!oldest.done) this.#sessions.delete(oldest.value);
-  }
-
-  #schedule(sid: string, expiresAt: number): void {
-    const second = Math.floor(expiresAt / BUCKET_MS);
-    const bucket = this.#wheel.get(second);
-    if (bucket === undefined) this.#wheel.set(second, [sid]);
-    else bucket.push(sid);
+  #evictSoonestExpiring(): void {
+    const filed = { second: 0 };
+    for (let sid = this.#wheel.take(Infinity, filed); sid !== undefined; sid = this.#wheel.take(Infinity, filed)) {
+      if (this.#check(sid, filed.second) === 'due') {
+        this.#sessions.delete(sid);
+        return;
+      }
+    }
   }
 
   async #sweep(now: number, onExpired?: (sid: string) => void): Promise<number> {
-    const currentSecond = Math.floor(now / BUCKET_MS);
-    const due = [...this.#wheel.keys()].filter((second) => second <= currentSecond).sort((a, b) => a - b);
+    const filed = { second: 0 };
+    const laterThisSecond: Array<[string, number]> = [];
     let deleted = 0;
+    let taken = 0;
     let sliceStart = performance.now();
-    for (const second of due) {
-      const sids = this.#wheel.get(second)!;
-      this.#wheel.delete(second);
-      for (let i = 0; i < sids.length; i++) {
-        const sid = sids[i];
-        const encoded = this.#sessions.get(sid);
-        if (encoded !== undefined) {
-          const expiresAt = expiryOf(encoded);
-          if (expiresAt <= now) {
-            this.#sessions.delete(sid);
-            deleted++;
-            onExpired?.(sid);
-          } else {
-            this.#schedule(sid, expiresAt); // refreshed since it was filed, or due later this second
-          }
-        }
-        if ((i & 1023) === 1023 && performance.now() - sliceStart > SWEEP_SLICE_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
-          sliceStart = performance.now();
+    for (let sid = this.#wheel.take(secondOf(now), filed); sid !== undefined; sid = this.#wheel.take(secondOf(now), filed)) {
+      if (this.#check(sid, filed.second) === 'due') {
+        const expiresAt = expiryOf(this.#sessions.get(sid)!);
+        if (expiresAt <= now) {
+          this.#sessions.delete(sid);
+          deleted++;
+          onExpired?.(sid);
+        } else {
+          laterThisSecond.push([sid, expiresAt]); // filed again after the loop, or it would be taken again at once
         }
       }
+      if (++taken % 256 === 0 && performance.now() - sliceStart > SWEEP_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
     }
+    for (const [sid, expiresAt] of laterThisSecond) this.#wheel.add(sid, expiresAt);
     return deleted;
   }
 }
