@@ -69,3 +69,61 @@ describe('without Express', () => {
     }
   });
 });
+
+describe('alongside other middleware', () => {
+  it('still saves before the response when an earlier middleware wrapped res.write/end (as compression does)', async () => {
+    const express = (await import('express')).default;
+    const app = express();
+    app.use((_req, res, next) => {
+      const { write, end } = res;
+      const upper = (chunk: unknown): unknown => (typeof chunk === 'string' || Buffer.isBuffer(chunk) ? String(chunk).toUpperCase() : chunk);
+      res.write = function (this: typeof res, chunk: unknown, ...rest: unknown[]) {
+        return (write as (...args: unknown[]) => boolean).call(this, upper(chunk), ...rest);
+      } as typeof res.write;
+      res.end = function (this: typeof res, chunk?: unknown, ...rest: unknown[]) {
+        return (end as (...args: unknown[]) => typeof res).call(this, upper(chunk), ...rest);
+      } as typeof res.end;
+      next();
+    });
+    const middleware = sessions();
+    app.use(middleware);
+    app.get('/', (req, res) => {
+      req.session.set('n', ((req.session.get('n') as number | undefined) ?? 0) + 1);
+      res.send(`count ${String(req.session.get('n'))}`);
+    });
+    const agent = request.agent(app);
+    expect((await agent.get('/')).text).toBe('COUNT 1');
+    expect((await agent.get('/')).text).toBe('COUNT 2');
+    await middleware.manager.close();
+  });
+
+  it('leaves responses of routes outside the middleware alone', async () => {
+    const express = (await import('express')).default;
+    const app = express();
+    app.get('/outside', (req, res) => res.json({ session: req.session === undefined, id: req.sessionID ?? null }));
+    const middleware = sessions();
+    app.use(middleware);
+    app.get('/inside', (req, res) => {
+      req.session.set('a', 1);
+      res.send('ok');
+    });
+    await request(app).get('/inside').expect(200); // the response methods are intercepted from here on
+    const outside = await request(app).get('/outside').expect(200);
+    expect(outside.body).toEqual({ session: true, id: null });
+    expect(outside.headers['set-cookie']).toBeUndefined();
+    await middleware.manager.close();
+  });
+
+  it('lets another library assign req.sessionID and req.session of its own', async () => {
+    const { server, url } = await listen((req, res) => {
+      (req as { sessionID: string }).sessionID = 'theirs';
+      req.session = 'theirs too' as never;
+      res.end(`${req.sessionID} ${String(req.session)}`);
+    });
+    try {
+      expect((await request(url).get('/')).text).toBe('theirs theirs too');
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -49,8 +49,8 @@ describe('manager', () => {
       const manager = createManager({ clock: clock.now });
       const [a, b] = await seed(manager, 2);
       await manager.destroy(a);
-      await expect(manager.load(a)).resolves.toBeUndefined();
-      await expect(manager.load(b)).resolves.toBeDefined();
+      expect(await manager.load(a)).toBeUndefined();
+      expect(await manager.load(b)).toBeDefined();
       await manager.close();
     });
 

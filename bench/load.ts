@@ -90,8 +90,11 @@ export function send(port: number, method: string, path: string, options: { cook
   });
 }
 
-/** Logs in `count` users (`user<i>`), 20 at a time; resolves their cookies in order. */
-export async function login(port: number, count: number): Promise<string[]> {
+/**
+ * Logs in `count` users (`user<i>`), 20 at a time; resolves their cookies in
+ * order (empty strings when `withCookie` is false: the bare server sets none).
+ */
+export async function login(port: number, count: number, withCookie = true): Promise<string[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: 20 });
   const cookies: string[] = new Array(count);
   let next = 0;
@@ -99,8 +102,8 @@ export async function login(port: number, count: number): Promise<string[]> {
     while (next < count) {
       const i = next++;
       const reply = await send(port, 'POST', '/login', { body: `username=user${i}`, agent });
-      if (reply.status !== 200 || reply.cookie === undefined) throw new Error(`login ${i}: status ${reply.status}, no cookie`);
-      cookies[i] = reply.cookie;
+      if (reply.status !== 200 || (withCookie && reply.cookie === undefined)) throw new Error(`login ${i}: status ${reply.status}${withCookie && reply.cookie === undefined ? ', no cookie' : ''}`);
+      cookies[i] = reply.cookie ?? '';
     }
   };
   try {
@@ -144,7 +147,7 @@ export async function measure(port: number, path: string, seconds: number, optio
           if (cookies === undefined) return req;
           const cookie = cookies[next];
           next = (next + 1) % cookies.length;
-          return { ...req, headers: { ...headers, cookie } };
+          return cookie === '' ? req : { ...req, headers: { ...headers, cookie } };
         },
       },
     ],

@@ -1,3 +1,5 @@
+import { resolve } from 'node:path';
+
 /** The servers the benchmark compares, and what the runner tells each of them. */
 export const MODES = [
   'bare',
@@ -17,6 +19,10 @@ export function isMode(value: unknown): value is Mode {
   return (MODES as readonly unknown[]).includes(value);
 }
 
+/** The stores whose heap per session is measured in-process (bench/heap.ts). */
+export const HEAP_STORES = ['express-session', 'express-session+memorystore', 'session-manager:memory'] as const;
+export type HeapStore = (typeof HEAP_STORES)[number];
+
 /** The same 32+ character secret for every session library. */
 export const SECRET = 'bench-secret-0123456789-abcdefghijklmnop';
 
@@ -28,4 +34,17 @@ export interface BenchConfig {
   redisSkip?: string;
   postgresUrl?: string;
   postgresSkip?: string;
+}
+
+/** A real express-session `Cookie`, as it saves one (its constructor takes the options; its type declares none). */
+export function expressSessionCookie(session: typeof import('express-session'), options: Record<string, unknown>): unknown {
+  return new (session.Cookie as unknown as new (options: Record<string, unknown>) => unknown)(options);
+}
+
+/**
+ * session-manager itself: `lib/`, or the copy BENCH_LIB names (a path to its
+ * `index.ts`), to measure a candidate change without touching `lib/`.
+ */
+export function loadLibrary(): typeof import('../lib/index') {
+  return require(process.env.BENCH_LIB ? resolve(process.env.BENCH_LIB) : '../lib/index') as typeof import('../lib/index');
 }

@@ -101,7 +101,7 @@ export function verdicts(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
     const reclaimed = Number(expiry.reclaimedFraction);
     list.push({
       target: `worst event-loop delay while ${Number(expiry.count).toLocaleString('en')} sessions expire ≤ 20 ms, memory reclaimed`,
-      measured: `${delay.toFixed(1)} ms, ${(reclaimed * 100).toFixed(0)}% reclaimed, ${expiry.remaining} left`,
+      measured: `${delay.toFixed(1)} ms${Array.isArray(expiry.trialsWorstDelayMs) ? ` (median of ${expiry.trialsWorstDelayMs.map((each: number) => each.toFixed(1)).join(', ')})` : ''}, ${(reclaimed * 100).toFixed(0)}% reclaimed, ${expiry.remaining} left`,
       pass: delay <= 20 && reclaimed >= 0.9 && expiry.remaining === 0,
     });
   }
@@ -115,6 +115,7 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
   const settings = raw.settings;
   lines.push(`# session-manager benchmark — ${String(env.date)}`, '');
   lines.push(`- Command: \`${String(env.command)}\``);
+  lines.push(`- session-manager from ${String(env.library)}`);
   lines.push(`- Node ${String(env.node)}, ${String(env.cpu)} × ${String(env.cores)} cores, ${String(env.platform)}`);
   lines.push(`- Packages: ${Object.entries(env.packages as Record<string, string>).map(([name, version]) => `${name} ${version}`).join(', ')}`);
   lines.push(
@@ -136,7 +137,7 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
       lines.push(`| ${mode} | skipped: ${raw.skipped[mode] ?? 'not run'} |||||||||||`);
       continue;
     }
-    const cells = [mode];
+    const cells: string[] = [mode];
     for (const path of PATHS) cells.push(fixed(entry.rps[path]), fixed(entry.p99[path]), fixed(entry.toBare[path], 3), fixed(entry.toExpressSession[path], 3));
     cells.push(fixed(entry.rps['/login']), fixed(entry.toExpressSession['/login'], 3), String(entry.failures));
     lines.push(`| ${cells.join(' | ')} |`);
@@ -160,7 +161,7 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
   const ours = raw.expiry['session-manager:memory'];
   if (typeof ours === 'object') {
     lines.push(
-      `- session-manager:memory: ${Number(ours.expired).toLocaleString('en')} sessions swept in ${Number(ours.sweepMs).toFixed(0)} ms; worst event-loop delay ${Number(ours.worstDelayMs).toFixed(1)} ms ` +
+      `- session-manager:memory (the median sweep of ${Array.isArray(ours.trialsWorstDelayMs) ? ours.trialsWorstDelayMs.length : 1} by worst delay): ${Number(ours.expired).toLocaleString('en')} sessions swept in ${Number(ours.sweepMs).toFixed(0)} ms; worst event-loop delay ${Number(ours.worstDelayMs).toFixed(1)} ms ` +
         `(histogram ${Number(ours.histogramMaxMs).toFixed(1)}, 1 ms interval gap ${Number(ours.gapMaxMs).toFixed(1)}); heap ${mb(ours.heapBaseline)} → ${mb(ours.heapFull)} full → ${mb(ours.heapAfter)} after ` +
         `(${(Number(ours.reclaimedFraction) * 100).toFixed(0)}% reclaimed), ${String(ours.remaining)} left.`,
     );

@@ -15,7 +15,7 @@ import { mkdtempSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import express, { type Express, type Request, type Response, type NextFunction } from 'express';
-import { isMode, SECRET, type BenchConfig, type Mode } from './modes';
+import { isMode, loadLibrary, SECRET, type BenchConfig, type Mode } from './modes';
 
 /** Shuts the store down; resolves when the process may exit. */
 type Closer = () => Promise<void>;
@@ -99,7 +99,7 @@ async function expressSessionApp(app: Express, store: ExpressSessionStore, confi
     res.send(String(Object.keys(data(req)).filter((key) => /^k\d+$/.test(key)).length));
   });
   app.post('/login', LOGIN_BODY, (req, res, next) => {
-    req.session.regenerate((err) => {
+    (req.session as unknown as { regenerate(done: (err: unknown) => void): void }).regenerate((err) => {
       if (err) return next(err);
       data(req).username = String(req.body?.username ?? '');
       res.send('ok');
@@ -110,7 +110,7 @@ async function expressSessionApp(app: Express, store: ExpressSessionStore, confi
 
 /** Ours, with the named provider, the same secret and a one-hour idle lifetime. */
 async function sessionManagerApp(app: Express, provider: string, config: BenchConfig): Promise<Closer> {
-  const { sessions } = await import('../lib/index');
+  const { sessions } = loadLibrary();
   const providerOptions = await providerOptionsFor(provider, config);
   const middleware = sessions({ provider, providerOptions, secret: SECRET, maxLifetime: 3600 });
   // Fail now, not on the first request, when the provider cannot reach its backend.

@@ -79,9 +79,22 @@ export class Manager extends EventEmitter {
     return gain > 0 && gain >= this.options.touchAfterMs;
   }
 
-  /** The live session stored under `sid`, or undefined (unknown, destroyed or expired: never adopted). */
-  async load(sid: string): Promise<StoredSession | undefined> {
-    const stored = await this.#call('read', () => this.provider.read(sid));
+  /**
+   * The live session stored under `sid`, or undefined (unknown, destroyed or
+   * expired: never adopted). Answers synchronously when the provider can
+   * (`readNow`), else with a Promise.
+   */
+  load(sid: string): StoredSession | undefined | Promise<StoredSession | undefined> {
+    const { provider } = this;
+    if (provider.readNow === undefined) return this.#call('read', () => provider.read(sid)).then((stored) => this.#live(sid, stored));
+    try {
+      return this.#live(sid, provider.readNow(sid));
+    } catch (err) {
+      return Promise.reject(this.#wrap('read', err));
+    }
+  }
+
+  #live(sid: string, stored: StoredSession | undefined): StoredSession | undefined {
     if (stored === undefined) {
       this.#emit('unknownId', sid);
       return undefined;
@@ -198,9 +211,13 @@ export class Manager extends EventEmitter {
     try {
       return await run();
     } catch (err) {
-      if (err instanceof ProviderError) throw err;
-      throw new ProviderError(this.provider.name, `${operation} failed: ${errorMessage(err)}`, err);
+      throw this.#wrap(operation, err);
     }
+  }
+
+  #wrap(operation: string, err: unknown): ProviderError {
+    if (err instanceof ProviderError) return err;
+    return new ProviderError(this.provider.name, `${operation} failed: ${errorMessage(err)}`, err);
   }
 }
 

@@ -30,7 +30,8 @@ export class RequestSession implements SessionHost {
   #expiryRefreshed = false;
   #clearClient = false;
   #isNew: boolean;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** The last queued storage step, while any is in flight. */
+  #queue: Promise<unknown> | undefined;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: { record: SessionRecord; values: Map<string, string> } | undefined) {
     this.#manager = manager;
@@ -101,6 +102,17 @@ export class RequestSession implements SessionHost {
     });
   }
 
+  /**
+   * Whether committing would do anything: storage to write or a step still in
+   * flight. When not, the response goes out at once, with no promise in the way.
+   */
+  hasPendingWork(): boolean {
+    if (this.#queue !== undefined || hasChanges(this.session)) return true;
+    const record = this.#record;
+    if (record === undefined) return this.#manager.options.saveUninitialized && !this.#clearClient;
+    return this.#manager.shouldTouch(record, this.#manager.now());
+  }
+
   /** What the response must carry about the id, after the last commit. */
   outcome(): IdOutcome {
     const record = this.#record;
@@ -165,8 +177,16 @@ export class RequestSession implements SessionHost {
   }
 
   #enqueue(step: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(step);
-    this.#queue = run.catch(() => undefined);
+    const run = this.#queue === undefined ? step() : this.#queue.then(step);
+    const settled: Promise<void> = run.then(
+      () => this.#settle(settled),
+      () => this.#settle(settled),
+    );
+    this.#queue = settled;
     return run;
+  }
+
+  #settle(step: Promise<unknown>): void {
+    if (this.#queue === step) this.#queue = undefined;
   }
 }

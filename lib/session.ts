@@ -41,20 +41,21 @@ export let resetSession: (session: Session) => void;
 export class Session {
   /** Current view: stored values with this request's changes applied, as JSON text. */
   #values: Map<string, string>;
-  #changes: Changes = new Map();
+  /** This request's changes, created on the first one (most requests only read). */
+  #changes: Changes | undefined;
   readonly #host: SessionHost;
 
   static {
     takeChanges = (session) => {
-      const changes = session.#changes;
-      session.#changes = new Map();
+      const changes = session.#changes ?? new Map();
+      session.#changes = undefined;
       return changes;
     };
-    hasChanges = (session) => session.#changes.size > 0;
+    hasChanges = (session) => session.#changes !== undefined;
     allValues = (session) => new Map(session.#values);
     resetSession = (session) => {
       session.#values = new Map();
-      session.#changes = new Map();
+      session.#changes = undefined;
     };
   }
 
@@ -77,14 +78,14 @@ export class Session {
     checkKey(key);
     const json = toJson(key, value);
     this.#values.set(key, json);
-    this.#changes.set(key, json);
+    (this.#changes ??= new Map()).set(key, json);
   }
 
   /** Removes `key`; answers whether this session had it. */
   delete(key: string): boolean {
     checkKey(key);
     // Recorded even when absent here: a concurrent request may have set it.
-    this.#changes.set(key, undefined);
+    (this.#changes ??= new Map()).set(key, undefined);
     return this.#values.delete(key);
   }
 
@@ -140,6 +141,9 @@ function checkKey(key: unknown): asserts key is string {
 }
 
 function toJson(key: string, value: unknown): string {
+  // The common values need no replacer (which puts JSON.stringify on its slow path).
+  if (typeof value === 'string' || typeof value === 'boolean' || value === null) return JSON.stringify(value);
+  if (typeof value === 'number' && Number.isFinite(value)) return JSON.stringify(value);
   let json: string | undefined;
   try {
     json = JSON.stringify(value, rejectLossy);

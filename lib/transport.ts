@@ -15,6 +15,8 @@ export interface IncomingId {
 
 type SecretSource = IncomingMessage & { secret?: unknown; secure?: boolean };
 
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /**
  * Where the id travels: read from the listed transports in order, written to
  * the cookie and/or the response header. Signing follows cookie-parser's `s:`
@@ -22,6 +24,9 @@ type SecretSource = IncomingMessage & { secret?: unknown; secure?: boolean };
  */
 export class IdTransport {
   readonly #options: ResolvedOptions;
+  /** Signed values already verified → the id and the secret that signed it (skips the HMAC for returning visitors). */
+  readonly #verified = new Map<string, { sid: string; secret: string }>();
+  readonly #attributeCache: [insecure?: string, secure?: string] = [];
   #warnedWeakSecret = false;
 
   constructor(options: ResolvedOptions) {
@@ -44,9 +49,16 @@ export class IdTransport {
     const secrets = this.secrets(req);
     if (secrets === undefined) return SESSION_ID_PATTERN.test(value) ? { sid: value, current: true } : undefined;
     if (!value.startsWith('s:')) return undefined;
-    for (let i = 0; i < secrets.length; i++) {
-      const sid = unsign(value.slice(2), secrets[i]);
-      if (sid !== false && SESSION_ID_PATTERN.test(sid)) return { sid, current: i === 0 };
+    const known = this.#verified.get(value);
+    if (known !== undefined && secrets.includes(known.secret)) return { sid: known.sid, current: known.secret === secrets[0] };
+    for (const secret of secrets) {
+      const sid = unsign(value.slice(2), secret);
+      if (sid !== false && SESSION_ID_PATTERN.test(sid)) {
+        // Only values that verified are kept, so a flood of forgeries cannot fill the cache.
+        if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+        this.#verified.set(value, { sid, secret });
+        return { sid, current: secret === secrets[0] };
+      }
     }
     return undefined;
   }
@@ -76,7 +88,8 @@ export class IdTransport {
     const persistent = this.#options.cookie.persistent;
     // A browser-session cookie has no lifetime to refresh: send it only when the id changes.
     if (transports.includes('cookie') && (idChanged || persistent)) {
-      appendSetCookie(res, serializeCookie(cookieName, value, this.#cookieAttributes(req, persistent ? maxAgeMs : undefined)));
+      const maxAge = persistent ? `; Max-Age=${Math.max(0, Math.round(maxAgeMs / 1000))}` : '';
+      appendSetCookie(res, `${cookieName}=${encodeURIComponent(value)}${maxAge}${this.#attributes(req)}`);
       wrote = true;
     }
     if (idChanged && transports.includes('header')) {
@@ -126,6 +139,17 @@ export class IdTransport {
       priority,
       maxAge: maxAgeMs === undefined ? undefined : Math.max(0, Math.round(maxAgeMs / 1000)),
     };
+  }
+
+  /**
+   * The cookie's attributes after `Max-Age` (`; Path=/; HttpOnly; …`), as the
+   * `cookie` package writes them, serialised once per Secure flag: every
+   * write re-sends the cookie, and its attributes never change.
+   */
+  #attributes(req: IncomingMessage): string {
+    const secure = this.#options.cookie.secure === 'auto' ? isSecure(req) : this.#options.cookie.secure;
+    const index = secure ? 1 : 0;
+    return (this.#attributeCache[index] ??= serializeCookie('x', '', this.#cookieAttributes(req, undefined)).slice('x='.length));
   }
 }
 

@@ -1,5 +1,6 @@
 import { OptionError } from '../errors';
 import { ExpiryWheel, secondOf } from './expiry-wheel';
+import { ShardedMap } from './sharded-map';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 
 /** Options of the memory provider. */
@@ -37,7 +38,7 @@ export class MemoryProvider implements Provider {
   readonly name = 'memory';
   readonly maxSessions: number;
   /** sid → encoded session. */
-  readonly #sessions = new Map<string, string>();
+  readonly #sessions = new ShardedMap<string>();
   readonly #wheel = new ExpiryWheel();
   /** The latest sweep; the next one starts after it. */
   #sweeping: Promise<number> | undefined;
@@ -53,12 +54,16 @@ export class MemoryProvider implements Provider {
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     if (this.#sessions.has(sid)) return false;
     if (this.#sessions.size >= this.maxSessions) this.#evictSoonestExpiring();
-    this.#sessions.set(sid, encode(createdAt, expiresAt, values));
+    this.#sessions.set(sid, encode(expiresAt, pad(createdAt), values));
     this.#wheel.add(sid, expiresAt);
     return true;
   }
 
   async read(sid: string): Promise<StoredSession | undefined> {
+    return this.readNow(sid);
+  }
+
+  readNow(sid: string): StoredSession | undefined {
     const encoded = this.#sessions.get(sid);
     return encoded === undefined ? undefined : decode(encoded);
   }
@@ -66,13 +71,13 @@ export class MemoryProvider implements Provider {
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const encoded = this.#sessions.get(sid);
     if (encoded === undefined || expiryOf(encoded) <= now) return false;
-    const stored = decode(encoded);
+    const values = decodeValues(encoded);
     for (const [key, json] of changes) {
-      if (json === undefined) stored.values.delete(key);
-      else stored.values.set(key, json);
+      if (json === undefined) values.delete(key);
+      else values.set(key, json);
     }
-    this.#sessions.set(sid, encode(stored.createdAt, expiresAt, stored.values));
-    if (expiresAt < stored.expiresAt) this.#wheel.add(sid, expiresAt);
+    this.#sessions.set(sid, encode(expiresAt, encoded.slice(TIME_WIDTH, 2 * TIME_WIDTH), values));
+    if (expiresAt < expiryOf(encoded)) this.#wheel.add(sid, expiresAt);
     return true;
   }
 
@@ -104,7 +109,7 @@ export class MemoryProvider implements Provider {
   }
 
   async *entries(now: number): AsyncIterable<StoredEntry> {
-    for (const sid of [...this.#sessions.keys()]) {
+    for (const sid of this.#sessions.keys()) {
       const encoded = this.#sessions.get(sid);
       if (encoded === undefined || expiryOf(encoded) <= now) continue;
       yield { sid, ...decode(encoded) };
@@ -178,21 +183,24 @@ function expiryOf(encoded: string): number {
   return parseInt(encoded.slice(0, TIME_WIDTH), 36);
 }
 
-function encode(createdAt: number, expiresAt: number, values: ReadonlyMap<string, string>): string {
+function encode(expiresAt: number, paddedCreatedAt: string, values: ReadonlyMap<string, string>): string {
   let json = '{';
   for (const [key, value] of values) {
     if (json.length > 1) json += ',';
     json += JSON.stringify(key) + ':' + JSON.stringify(value);
   }
-  return flat(pad(expiresAt) + pad(createdAt) + json + '}');
+  return flat(pad(expiresAt) + paddedCreatedAt + json + '}');
+}
+
+function decodeValues(encoded: string): Map<string, string> {
+  return new Map(Object.entries(JSON.parse(encoded.slice(2 * TIME_WIDTH)) as Record<string, string>));
 }
 
 function decode(encoded: string): StoredSession {
-  const object = JSON.parse(encoded.slice(2 * TIME_WIDTH)) as Record<string, string>;
   return {
     expiresAt: expiryOf(encoded),
     createdAt: parseInt(encoded.slice(TIME_WIDTH, 2 * TIME_WIDTH), 36),
-    values: new Map(Object.entries(object)),
+    values: decodeValues(encoded),
   };
 }
 

@@ -38,6 +38,13 @@ export interface Provider {
   read(sid: string): Promise<StoredSession | undefined>;
 
   /**
+   * Optional: `read`, answered synchronously. A provider that holds sessions
+   * in this process offers it, so a request need not wait a turn of the event
+   * loop for its session. Throws (instead of rejecting) on failure.
+   */
+  readNow?(sid: string): StoredSession | undefined;
+
+  /**
    * Applies per-key changes (JSON text to set, `undefined` to delete) and sets
    * the new expiry, atomically, only if the session exists and is live at
    * `now`. Keys not named in `changes` are left exactly as they are, so two
