@@ -1,6 +1,6 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
-import { withTimeout } from './with-timeout';
+import { Deadlines } from './with-timeout';
 
 /**
  * The `pg` Pool surface the provider uses. Structural, so the published types
@@ -65,6 +65,7 @@ export class PostgresProvider implements Provider {
   readonly name = 'postgres';
   readonly table: string;
   readonly timeoutMs: number;
+  readonly #deadlines: Deadlines;
   readonly #pool: PgPool;
   readonly #owned: OwnedPool | undefined;
   readonly #sql: ReturnType<typeof statements>;
@@ -81,6 +82,7 @@ export class PostgresProvider implements Provider {
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[postgres] option timeoutMs is invalid: ${String(timeoutMs)}`);
     this.table = table;
     this.timeoutMs = timeoutMs;
+    this.#deadlines = new Deadlines(this.name, timeoutMs);
     this.#sql = statements(parts);
     if (pool !== undefined) {
       if (typeof (pool as { query?: unknown }).query !== 'function') throw new OptionError('[postgres] option pool is invalid: expected a pg Pool');
@@ -152,13 +154,14 @@ export class PostgresProvider implements Provider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#deadlines.stop();
     await this.#owned?.end().catch(() => undefined);
   }
 
   /** One statement, after the table exists, bounded by `timeoutMs`; every failure becomes a ProviderError. */
   async #query(operation: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    return withTimeout(this.name, operation, this.timeoutMs, () => this.#ensureTable().then(() => this.#pool.query(text, values)));
+    return this.#deadlines.run(operation, () => this.#ensureTable().then(() => this.#pool.query(text, values)));
   }
 
   #ensureTable(): Promise<void> {

@@ -1,7 +1,7 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 import { CREATE_SCRIPT, CREATED_FIELD, EXPIRES_FIELD, UPDATE_SCRIPT, VALUE_PREFIX, type RedisScript } from './redis-scripts';
-import { withTimeout } from './with-timeout';
+import { Deadlines } from './with-timeout';
 
 /**
  * The node-redis v5 client surface the provider uses (what `createClient()`
@@ -86,6 +86,7 @@ export class RedisProvider implements Provider {
   readonly name = 'redis';
   readonly prefix: string;
   readonly timeoutMs: number;
+  readonly #deadlines: Deadlines;
   readonly #connection: Connection;
   /** Set when the provider created the client: it connects and closes it. */
   readonly #owned: OwnedClient | undefined;
@@ -100,6 +101,7 @@ export class RedisProvider implements Provider {
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[redis] option timeoutMs is invalid: ${String(timeoutMs)}`);
     this.prefix = prefix;
     this.timeoutMs = timeoutMs;
+    this.#deadlines = new Deadlines(this.name, timeoutMs);
     if (client !== undefined) {
       this.#connection = adapt(client);
     } else if (typeof url === 'string' && url !== '') {
@@ -169,6 +171,7 @@ export class RedisProvider implements Provider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#deadlines.stop();
     const owned = this.#owned;
     if (owned === undefined || !owned.isOpen) return;
     // close() lets pending replies arrive; while disconnected there are none, and waiting would hang.
@@ -215,7 +218,7 @@ export class RedisProvider implements Provider {
   /** One command, bounded by `timeoutMs`; every failure becomes a ProviderError. */
   async #call(operation: string, args: string[]): Promise<unknown> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    return withTimeout(this.name, operation, this.timeoutMs, () => this.#send(args));
+    return this.#deadlines.run(operation, () => this.#send(args));
   }
 
   async #send(args: string[]): Promise<unknown> {
