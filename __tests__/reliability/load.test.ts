@@ -54,16 +54,20 @@ describe('load: new visitors', () => {
     expect(figures.finalCount).toBe(1_000);
   }, 30_000);
 
-  // Evicted sessions must not linger in the expiry wheel: memory follows maxSessions, not the number of visitors.
-  it('keeps memory bounded by maxSessions, however many visitors were evicted', async () => {
+  // Evicted sessions must not linger in the expiry wheel: memory follows maxSessions, not the number of visitors,
+  // whether the visitors' expiries spread over an hour or all fall in the second being filled.
+  it.each([
+    ['spread over an hour', 3_600],
+    ['all in one second', 1],
+  ])('keeps memory bounded by maxSessions, however many visitors were evicted (expiries %s)', async (what, seconds) => {
     const provider = new MemoryProvider({ maxSessions: 1_000 });
     const now = Date.now();
     const before = heapAfterGc();
     for (let i = 0; i < 200_000; i++) {
-      await provider.create(`visitor_${i.toString(36).padStart(35, '0')}`, new Map(), now, now + 3_600_000 + (i % 3_600) * 1000);
+      await provider.create(`visitor_${i.toString(36).padStart(35, '0')}`, new Map(), now, now + 3_600_000 + (i % seconds) * 1000);
     }
     const growth = heapAfterGc() - before;
-    report('memory provider, 200,000 evicted visitors', { stored: await provider.count(now), heapGrowth: mb(growth) });
+    report(`memory provider, 200,000 evicted visitors, expiries ${what}`, { stored: await provider.count(now), heapGrowth: mb(growth) });
     await provider.close();
     // 1,000 small sessions take well under 1 MB; allow 5.
     expect(growth).toBeLessThan(5 * 1024 * 1024);

@@ -1,9 +1,8 @@
 /**
  * Redis and PostgreSQL for the reliability suites: the servers global setup
  * exported (REDIS_URL / DATABASE_URL) when there are any, otherwise private
- * throwaway ones started here from the local binaries. Global setup starts its
- * servers only when the run includes __tests__/providers/<name>.test.ts, so
- * `jest __tests__/reliability` alone relies on this fallback.
+ * throwaway ones started here from the local binaries (a run whose global
+ * setup did not start them).
  */
 import { discard, pgBinDir, redisBinary, startPostgres, startRedis, type PgServer, type RedisServer } from '../support/services';
 

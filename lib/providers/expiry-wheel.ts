@@ -1,4 +1,5 @@
 const BUCKET_MS = 1000;
+const COMPACT_AFTER = 1024;
 
 interface Bucket {
   sids: string[];
@@ -38,7 +39,14 @@ export class ExpiryWheel {
       const bucket = this.#buckets.get(second)!;
       if (bucket.next < bucket.sids.length) {
         if (into) into.second = second;
-        return bucket.sids[bucket.next++];
+        const sid = bucket.sids[bucket.next++];
+        // A bucket still filling up (a flood of new sessions, evicted as fast as they come)
+        // must not keep the ids already taken: drop them once they are half of it.
+        if (bucket.next >= COMPACT_AFTER && bucket.next * 2 >= bucket.sids.length) {
+          bucket.sids = bucket.sids.slice(bucket.next);
+          bucket.next = 0;
+        }
+        return sid;
       }
       this.#buckets.delete(second);
       this.#earliest = Infinity;
