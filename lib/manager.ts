@@ -23,7 +23,6 @@ export interface SessionRecord {
 export interface SessionEvent {
   id: string;
   error?: Error;
-  count?: number;
 }
 
 const CREATE_ATTEMPTS = 3;

@@ -10,7 +10,6 @@ export interface IncomingId {
   raw: string;
   /** True when `raw` is exactly what we would send for `sid` now. */
   current: boolean;
-  transport: Transport;
 }
 
 type SecretSource = IncomingMessage & { secret?: unknown; secure?: boolean };
@@ -39,7 +38,7 @@ export class IdTransport {
       const raw = this.#rawValue(req, transport);
       if (raw === undefined) continue;
       const decoded = this.decode(raw, req);
-      if (decoded !== undefined) return { ...decoded, raw, transport };
+      if (decoded !== undefined) return { sid: decoded.sid, current: decoded.current, raw };
     }
     return undefined;
   }
