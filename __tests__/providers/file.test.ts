@@ -6,7 +6,6 @@ import { OptionError, ProviderError } from '../../lib/errors';
 import { FileProvider, type FileOptions } from '../../lib/providers/file';
 import type { Provider } from '../../lib/providers/provider';
 import { runProviderConformance } from '../support/provider-conformance';
-import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 
 const MINUTE = 60_000;
 const roots = new Map<Provider, string>();
@@ -26,10 +25,25 @@ async function dispose(provider: Provider): Promise<void> {
   roots.delete(provider);
 }
 
-runProviderConformance('file', { create: () => freshProvider().provider, destroy: dispose });
+const fileOf = (dir: string, sid: string): string => join(dir, `${createHash('sha256').update(sid).digest('hex')}.json`);
+/** The folder of a provider that `freshProvider` made. */
+const dirOf = (provider: Provider): string => join(roots.get(provider)!, 'sessions');
+
+runProviderConformance('file', {
+  create: () => freshProvider().provider,
+  destroy: dispose,
+  persistent: {
+    reopen: (provider) => new FileProvider({ dir: dirOf(provider) }),
+    processOptions: (provider) => ({ name: 'file', options: { dir: dirOf(provider) } }),
+    perProcess: 150,
+    afterProcesses: (provider, sid) => {
+      const dir = dirOf(provider);
+      expect(readdirSync(dir)).toEqual([fileOf(dir, sid).slice(dir.length + 1)]); // no lock or temp file left
+    },
+  },
+});
 runProviderConformance('file (fsync)', { create: () => freshProvider({ fsync: true }).provider, destroy: dispose });
 
-const fileOf = (dir: string, sid: string): string => join(dir, `${createHash('sha256').update(sid).digest('hex')}.json`);
 const json = (entries: Record<string, unknown>): Map<string, string> =>
   new Map(Object.entries(entries).map(([key, value]) => [key, JSON.stringify(value)]));
 
@@ -117,31 +131,6 @@ describe('file provider', () => {
       await expect(throwing.read('bad')).resolves.toBeUndefined();
       await throwing.close();
     });
-  });
-
-  describe('when the process restarts', () => {
-    it('a new instance over the same folder reads and changes what the first wrote', async () => {
-      await provider.create('kept', json({ user: 'ann' }), now, now + MINUTE);
-      await provider.update('kept', json({ cart: [1, 2] }), now + 2 * MINUTE, now);
-      const second = new FileProvider({ dir });
-      const stored = await second.read('kept');
-      expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', cart: '[1,2]' });
-      expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
-      await expect(second.update('kept', json({ user: 'bob' }), now + MINUTE, now)).resolves.toBe(true);
-      await second.close();
-      expect((await provider.read('kept'))!.values.get('user')).toBe('"bob"');
-    });
-  });
-
-  describe('when two processes update one session', () => {
-    it('keeps every key of both', async () => {
-      const sid = 'shared';
-      const perProcess = 150;
-      await provider.create(sid, new Map(), now, now + 10 * MINUTE);
-      await runTwoProcessUpdates('file', { dir }, { sid, perProcess });
-      expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
-      expect(readdirSync(dir)).toEqual([fileOf(dir, sid).slice(dir.length + 1)]); // no lock or temp file left
-    }, 60_000);
   });
 
   describe('when another process holds the lock', () => {

@@ -5,7 +5,6 @@ import { Pool } from 'pg';
 import { ProviderError } from '../../lib/errors';
 import { PostgresProvider } from '../../lib/providers/postgres';
 import { runProviderConformance } from '../support/provider-conformance';
-import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, skipReason, startPostgres, type PgServer } from '../support/services';
 
@@ -51,6 +50,12 @@ describePg('postgres provider', () => {
   runProviderConformance('postgres', {
     create: () => new PostgresProvider({ connectionString, table: uniqueTable() }),
     destroy: (provider) => cleanUp(provider as PostgresProvider),
+    persistent: {
+      reopen: (provider) => new PostgresProvider({ connectionString, table: (provider as PostgresProvider).table }),
+      processOptions: (provider) => ({ name: 'postgres', options: { connectionString, table: (provider as PostgresProvider).table } }),
+      perProcess: 200,
+      inFlight: 10,
+    },
   });
 
   describe('storage layout', () => {
@@ -107,40 +112,6 @@ describePg('postgres provider', () => {
         await expect(provider.gc(now + 2000, (sid) => reported.push(sid))).resolves.toBe(1250);
         expect(new Set(reported).size).toBe(1250);
         await expect(provider.count(now)).resolves.toBe(1250);
-      } finally {
-        await cleanUp(provider);
-      }
-    });
-  });
-
-  describe('when a new provider opens the same database', () => {
-    it('reads what the first one wrote', async () => {
-      const table = uniqueTable();
-      const first = new PostgresProvider({ connectionString, table });
-      const now = Date.now();
-      await first.create('restart', one('user', '"ann"'), now, now + MINUTE);
-      await first.update('restart', one('n', '2'), now + 2 * MINUTE, now);
-      await first.close();
-      const second = new PostgresProvider({ connectionString, table });
-      try {
-        const stored = await second.read('restart');
-        expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', n: '2' });
-        expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
-      } finally {
-        await cleanUp(second);
-      }
-    });
-  });
-
-  describe('when two processes update one session at once', () => {
-    it('keeps every key of both', async () => {
-      const table = uniqueTable();
-      const provider = new PostgresProvider({ connectionString, table });
-      try {
-        const now = Date.now();
-        await provider.create('shared', new Map(), now, now + 5 * MINUTE);
-        await runTwoProcessUpdates('postgres', { connectionString, table }, { sid: 'shared', perProcess: 200, inFlight: 10 });
-        expectEveryKeyOfBoth((await provider.read('shared'))!.values, 200);
       } finally {
         await cleanUp(provider);
       }

@@ -3,7 +3,6 @@ import IORedis from 'ioredis';
 import { ProviderError } from '../../lib/errors';
 import { RedisProvider } from '../../lib/providers/redis';
 import { runProviderConformance } from '../support/provider-conformance';
-import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import {
   missingDriverMessage,
@@ -52,6 +51,12 @@ describeRedis('redis provider', () => {
     create: () => new RedisProvider({ url, prefix: uniquePrefix() }),
     destroy: (provider) => cleanUp(provider as RedisProvider),
     gcByBackend: 'Redis deletes each session at its expiresAt by itself (PEXPIREAT), so gc() resolves 0',
+    persistent: {
+      reopen: (provider) => new RedisProvider({ url, prefix: (provider as RedisProvider).prefix }),
+      processOptions: (provider) => ({ name: 'redis', options: { url, prefix: (provider as RedisProvider).prefix } }),
+      perProcess: 200,
+      inFlight: 10,
+    },
   });
 
   describe('storage layout', () => {
@@ -99,40 +104,6 @@ describeRedis('redis provider', () => {
         const seen = new Set<string>();
         for await (const entry of provider.entries(now)) seen.add(entry.sid);
         expect(seen.size).toBe(1200);
-      } finally {
-        await cleanUp(provider);
-      }
-    });
-  });
-
-  describe('when a new provider opens the same server', () => {
-    it('reads what the first one wrote', async () => {
-      const prefix = uniquePrefix();
-      const first = new RedisProvider({ url, prefix });
-      const now = Date.now();
-      await first.create('restart', one('user', '"ann"'), now, now + MINUTE);
-      await first.update('restart', one('n', '2'), now + 2 * MINUTE, now);
-      await first.close();
-      const second = new RedisProvider({ url, prefix });
-      try {
-        const stored = await second.read('restart');
-        expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', n: '2' });
-        expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
-      } finally {
-        await cleanUp(second);
-      }
-    });
-  });
-
-  describe('when two processes update one session at once', () => {
-    it('keeps every key of both', async () => {
-      const prefix = uniquePrefix();
-      const provider = new RedisProvider({ url, prefix });
-      try {
-        const now = Date.now();
-        await provider.create('shared', new Map(), now, now + 5 * MINUTE);
-        await runTwoProcessUpdates('redis', { url, prefix }, { sid: 'shared', perProcess: 200, inFlight: 10 });
-        expectEveryKeyOfBoth((await provider.read('shared'))!.values, 200);
       } finally {
         await cleanUp(provider);
       }

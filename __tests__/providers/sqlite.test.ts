@@ -7,10 +7,11 @@ import { OptionError, ProviderError } from '../../lib/errors';
 import type { Provider } from '../../lib/providers/provider';
 import { SqliteProvider, type SqliteOptions } from '../../lib/providers/sqlite';
 import { runProviderConformance } from '../support/provider-conformance';
-import { expectEveryKeyOfBoth, runTwoProcessUpdates } from '../support/provider-processes';
 
 const MINUTE = 60_000;
 const cleanups = new Map<Provider, () => void>();
+/** The database file of each provider that `freshProvider` made. */
+const paths = new Map<Provider, string>();
 
 /** A provider over a database file in a fresh temp folder. */
 function freshProvider(options: Partial<SqliteOptions> = {}): { provider: SqliteProvider; path: string } {
@@ -18,6 +19,7 @@ function freshProvider(options: Partial<SqliteOptions> = {}): { provider: Sqlite
   const path = join(root, 'sessions.db');
   const provider = new SqliteProvider({ path, ...options });
   cleanups.set(provider, () => rmSync(root, { recursive: true, force: true }));
+  paths.set(provider, path);
   return { provider, path };
 }
 
@@ -25,9 +27,18 @@ async function dispose(provider: Provider): Promise<void> {
   await provider.close();
   cleanups.get(provider)?.();
   cleanups.delete(provider);
+  paths.delete(provider);
 }
 
-runProviderConformance('sqlite', { create: () => freshProvider().provider, destroy: dispose });
+runProviderConformance('sqlite', {
+  create: () => freshProvider().provider,
+  destroy: dispose,
+  persistent: {
+    reopen: (provider) => new SqliteProvider({ path: paths.get(provider)! }),
+    processOptions: (provider) => ({ name: 'sqlite', options: { path: paths.get(provider)! } }),
+    perProcess: 200,
+  },
+});
 runProviderConformance('sqlite (database passed in)', {
   create: () => {
     const database = new Database(':memory:');
@@ -80,33 +91,12 @@ describe('sqlite provider', () => {
     });
   });
 
-  describe('when the process restarts', () => {
-    it('a new instance over the same file reads and changes what the first wrote', async () => {
-      await provider.create('kept', json({ user: 'ann' }), now, now + MINUTE);
-      await provider.update('kept', json({ cart: [1, 2] }), now + 2 * MINUTE, now);
-      await provider.close();
-      const second = new SqliteProvider({ path });
-      const stored = await second.read('kept');
-      expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', cart: '[1,2]' });
-      expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
-      await second.close();
-    });
-
-    it('opened the file in WAL mode', () => {
+  describe('the database file', () => {
+    it('is opened in WAL mode', () => {
       const other = new Database(path);
       expect(other.pragma('journal_mode', { simple: true })).toBe('wal');
       other.close();
     });
-  });
-
-  describe('when two processes update one session', () => {
-    it('keeps every key of both', async () => {
-      const sid = 'shared';
-      const perProcess = 200;
-      await provider.create(sid, new Map(), now, now + 10 * MINUTE);
-      await runTwoProcessUpdates('sqlite', { path }, { sid, perProcess });
-      expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
-    }, 60_000);
   });
 
   describe('gc', () => {

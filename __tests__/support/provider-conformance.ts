@@ -1,4 +1,5 @@
 import type { Provider, StoredEntry } from '../../lib/providers/provider';
+import { expectEveryKeyOfBoth, runTwoProcessUpdates } from './provider-processes';
 
 export interface ConformanceOptions {
   /** Builds a fresh, empty provider for one test. */
@@ -11,6 +12,26 @@ export interface ConformanceOptions {
    * sessions are neither counted nor listed.
    */
   gcByBackend?: string;
+  /**
+   * Set for a provider whose storage outlives the instance (a folder, a
+   * database file, a server): the suite then checks that a new instance reads
+   * and changes what the first wrote, and that two processes updating one
+   * session keep every key of both.
+   */
+  persistent?: PersistentOptions;
+}
+
+export interface PersistentOptions {
+  /** A new instance over the storage of `provider` (one that `create()` made), as after a restart. */
+  reopen: (provider: Provider) => Promise<Provider> | Provider;
+  /** The registry name and options a child process passes to build a provider over the storage of `provider`. */
+  processOptions: (provider: Provider) => { name: string; options: Record<string, unknown> };
+  /** Keys each of the two processes sets. */
+  perProcess: number;
+  /** Updates each process keeps in flight at once (default: that of `runTwoProcessUpdates`). */
+  inFlight?: number;
+  /** Extra checks on `provider` after both processes updated session `sid`, e.g. that no lock file is left. */
+  afterProcesses?: (provider: Provider, sid: string) => Promise<void> | void;
 }
 
 const MINUTE = 60_000;
@@ -281,5 +302,36 @@ export function runProviderConformance(name: string, options: ConformanceOptions
         await expect(collect(provider.entries(now))).resolves.toEqual([]);
       });
     });
+
+    const persistent = options.persistent;
+    if (persistent) {
+      describe('when the storage outlives the instance', () => {
+        it('a new instance over the same storage reads and changes what the first wrote', async () => {
+          const sid = freshId();
+          await provider.create(sid, values({ user: 'ann' }), now, now + MINUTE);
+          await provider.update(sid, values({ cart: [1, 2] }), now + 2 * MINUTE, now);
+          const second = await persistent.reopen(provider);
+          try {
+            const stored = await second.read(sid);
+            expect(Object.fromEntries(stored!.values)).toEqual({ user: '"ann"', cart: '[1,2]' });
+            expect(stored!.expiresAt).toBe(now + 2 * MINUTE);
+            await expect(second.update(sid, values({ user: 'bob' }), now + MINUTE, now)).resolves.toBe(true);
+          } finally {
+            await second.close();
+          }
+          expect((await provider.read(sid))!.values.get('user')).toBe('"bob"');
+        });
+
+        it('two processes updating one session keep every key of both', async () => {
+          const sid = freshId();
+          const { perProcess, inFlight } = persistent;
+          await provider.create(sid, new Map(), now, now + 10 * MINUTE);
+          const { name: registryName, options: providerOptions } = persistent.processOptions(provider);
+          await runTwoProcessUpdates(registryName, providerOptions, { sid, perProcess, inFlight });
+          expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
+          await persistent.afterProcesses?.(provider, sid);
+        }, 60_000);
+      });
+    }
   });
 }
