@@ -342,9 +342,9 @@ describe('demo app, when the session store fails', () => {
   /** A memory store that fails every call once `broken` is set. */
   class BreakableStore extends MemoryProvider {
     broken = false;
-    override async read(sid: string) {
+    override readNow(sid: string) {
       if (this.broken) throw new Error('store is down');
-      return super.read(sid);
+      return super.readNow(sid);
     }
     override async count(now: number) {
       if (this.broken) throw new Error('store is down');

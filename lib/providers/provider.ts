@@ -40,7 +40,8 @@ export interface Provider {
   /**
    * Optional: `read`, answered synchronously. A provider that holds sessions
    * in this process offers it, so a request need not wait a turn of the event
-   * loop for its session. Throws (instead of rejecting) on failure.
+   * loop for its session. Throws (instead of rejecting) on failure. When
+   * present it is used instead of `read`, so the two must behave alike.
    */
   readNow?(sid: string): StoredSession | undefined;
 
