@@ -109,7 +109,7 @@ export class RequestSession implements SessionHost {
   hasPendingWork(): boolean {
     if (this.#queue !== undefined || hasChanges(this.session)) return true;
     const record = this.#record;
-    if (record === undefined) return this.#manager.options.saveUninitialized && !this.#clearClient;
+    if (record === undefined) return this.#storesEmpty();
     return this.#manager.shouldTouch(record, this.#manager.now());
   }
 
@@ -136,7 +136,7 @@ export class RequestSession implements SessionHost {
     const manager = this.#manager;
     const record = this.#record;
     if (record === undefined) {
-      if (!hasChanges(this.session) && !(manager.options.saveUninitialized && !this.#clearClient)) return;
+      if (!hasChanges(this.session) && !this.#storesEmpty()) return;
       if (headersSent) {
         manager.reportError(new Error('[session-manager] a new session got data after the response started; it cannot reach the client and was not saved'));
         return;
@@ -166,6 +166,11 @@ export class RequestSession implements SessionHost {
     if (expiresAt === undefined) return this.#lost();
     record.expiresAt = expiresAt;
     this.#expiryRefreshed = true;
+  }
+
+  /** saveUninitialized stores a session with nothing in it — but not right after a logout. */
+  #storesEmpty(): boolean {
+    return this.#manager.options.saveUninitialized && !this.#clearClient;
   }
 
   /** The session was destroyed or expired elsewhere: nothing brings it back, and its id is not re-sent. */

@@ -26,7 +26,8 @@ export class ResponseHook {
   #deferredHead: Args | undefined;
   #pendingEnd: Args | undefined;
   #endedWhileOpen = false;
-  #queued: Args[] = [];
+  /** Writes held back until the commit is done (created on the first one). */
+  #queued: Args[] | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -67,7 +68,7 @@ export class ResponseHook {
   #onWrite(args: Args): unknown {
     if (this.#state === 'streaming') return this.#forward('write', args);
     if (this.#state === 'failed') return false;
-    this.#queued.push(args);
+    (this.#queued ??= []).push(args);
     this.#start();
     return false; // ask streams to wait for 'drain' until the commit is done
   }
@@ -109,7 +110,8 @@ export class ResponseHook {
     this.#state = 'streaming';
     this.#sendHeaders();
     let writable = true;
-    for (const args of this.#queued.splice(0)) writable = this.#forward('write', args) as boolean;
+    for (const args of this.#queued ?? []) writable = this.#forward('write', args) as boolean;
+    this.#queued = undefined;
     if (this.#pendingEnd === undefined) {
       if (writable) this.res.emit('drain');
     } else if (this.#endedWhileOpen) {
