@@ -1,5 +1,5 @@
 import type { Provider, StoredEntry } from '../../lib/providers/provider';
-import { expectEveryKeyOfBoth, runTwoProcessUpdates } from './provider-processes';
+import { expectEveryKeyOfBoth, runMoveRace, runTwoProcessUpdates } from './provider-processes';
 
 export interface ConformanceOptions {
   /** Builds a fresh, empty provider for one test. */
@@ -231,6 +231,77 @@ export function runProviderConformance(name: string, options: ConformanceOptions
       });
     });
 
+
+    describe('move (atomic regenerate)', () => {
+      it('is implemented', () => {
+        expect(typeof provider.move).toBe('function');
+      });
+
+      it('gives the new id the stored values plus the changes, and deletes the old one', async () => {
+        const [from, to] = [freshId(), freshId()];
+        await provider.create(from, values({ user: 'ann', sudo: true }), now - MINUTE, now + MINUTE);
+        const moved = await provider.move!(from, to, new Map([['sudo', undefined], ['at', '1']]), now, now + 5 * MINUTE, now);
+        expect(moved instanceof Map ? decoded(moved) : moved).toEqual({ user: 'ann', at: 1 });
+        await expect(provider.read(from)).resolves.toBeUndefined();
+        const stored = await provider.read(to);
+        expect(decoded(stored!.values)).toEqual({ user: 'ann', at: 1 });
+        expect(stored!.createdAt).toBe(now);
+        expect(stored!.expiresAt).toBe(now + 5 * MINUTE);
+        await expect(provider.count(now)).resolves.toBe(1);
+      });
+
+      it('starts from the values as stored now, not as some request saw them', async () => {
+        const [from, to] = [freshId(), freshId()];
+        await provider.create(from, values({ user: 'ann', sudo: true }), now, now + MINUTE);
+        await provider.update(from, new Map([['sudo', undefined]]), now + MINUTE, now); // a concurrent revocation
+        const moved = await provider.move!(from, to, new Map(), now, now + MINUTE, now);
+        expect(decoded(moved as Map<string, string>)).toEqual({ user: 'ann' });
+      });
+
+      it('creates nothing when the old session is gone or expired', async () => {
+        const [missing, expired, to1, to2] = [freshId(), freshId(), freshId(), freshId()];
+        await expect(provider.move!(missing, to1, new Map(), now, now + MINUTE, now)).resolves.toBeUndefined();
+        await provider.create(expired, values({ a: 1 }), now, now + MINUTE);
+        const later = now + 2 * MINUTE;
+        await expect(provider.move!(expired, to2, new Map(), later, later + MINUTE, later)).resolves.toBeUndefined();
+        await expect(provider.read(to1)).resolves.toBeUndefined();
+        await expect(provider.read(to2)).resolves.toBeUndefined();
+      });
+
+      it('changes nothing when the new id is taken', async () => {
+        const [from, to] = [freshId(), freshId()];
+        await provider.create(from, values({ who: 'from' }), now, now + MINUTE);
+        await provider.create(to, values({ who: 'to' }), now, now + MINUTE);
+        await expect(provider.move!(from, to, values({ x: 1 }), now, now + 2 * MINUTE, now)).resolves.toBe(false);
+        expect(decoded((await provider.read(from))!.values)).toEqual({ who: 'from' });
+        expect(decoded((await provider.read(to))!.values)).toEqual({ who: 'to' });
+      });
+
+      it('loses no acknowledged update that races with it', async () => {
+        const sids = Array.from({ length: 20 }, () => freshId());
+        for (const sid of sids) await provider.create(sid, values({ sudo: true }), now, now + MINUTE);
+        const results = await Promise.all(
+          sids.flatMap((sid) => [
+            provider.move!(sid, `${sid}_to`, new Map([['moved', '1']]), now, now + MINUTE, now),
+            provider.update(sid, new Map([['sudo', undefined], ['u', '1']]), now + MINUTE, now),
+          ]),
+        );
+        for (const [i, sid] of sids.entries()) {
+          expect(results[2 * i]).toBeInstanceOf(Map);
+          await expectMovedWithUpdate(sid, results[2 * i + 1] as boolean);
+        }
+      });
+    });
+
+    /** After a move of `sid` raced an update of it: only the new id is left, and it holds an acknowledged update. */
+    async function expectMovedWithUpdate(sid: string, updateAcknowledged: boolean): Promise<void> {
+      await expect(provider.read(sid)).resolves.toBeUndefined();
+      const moved = decoded((await provider.read(`${sid}_to`))!.values);
+      expect(moved.moved).toBe(1);
+      if (updateAcknowledged) expect(moved).toEqual({ moved: 1, u: 1 });
+      else expect(moved).toEqual({ moved: 1, sudo: true });
+    }
+
     describe('destroy', () => {
       it('removes the session', async () => {
         const sid = freshId();
@@ -330,6 +401,15 @@ export function runProviderConformance(name: string, options: ConformanceOptions
           await runTwoProcessUpdates(registryName, providerOptions, { sid, perProcess, inFlight });
           expectEveryKeyOfBoth((await provider.read(sid))!.values, perProcess);
           await persistent.afterProcesses?.(provider, sid);
+        }, 60_000);
+
+        it('a move in one process loses no acknowledged update of another', async () => {
+          const sids = Array.from({ length: 40 }, () => freshId());
+          for (const sid of sids) await provider.create(sid, values({ sudo: true }), now, now + 10 * MINUTE);
+          const { name: registryName, options: providerOptions } = persistent.processOptions(provider);
+          const { moves, updates } = await runMoveRace(registryName, providerOptions, sids);
+          expect(moves.every((result) => result === 'moved')).toBe(true);
+          for (const [i, sid] of sids.entries()) await expectMovedWithUpdate(sid, updates[i]);
         }, 60_000);
       });
     }

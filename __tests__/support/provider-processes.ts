@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
 const HAMMER = join(__dirname, 'provider-hammer.ts');
+const MOVE_RACE = join(__dirname, 'provider-move-race.ts');
 /** Key prefix of each child: the first sets `a0`, `a1`…, the second `b0`, `b1`… */
 const PREFIXES = ['a', 'b'] as const;
 
@@ -62,5 +63,44 @@ export function expectEveryKeyOfBoth(values: ReadonlyMap<string, string>, perPro
   for (let i = 0; i < perProcess; i++) {
     expect(values.get(`a${i}`)).toBe(String(i));
     expect(values.get(`b${i}`)).toBe(String(i));
+  }
+}
+
+/**
+ * Two real processes race on the sessions `sids` (each created by the caller
+ * with `{ sudo: true }`): one moves each `s` to `${s}_to` (adding `moved`),
+ * the other updates each `s` (deleting `sudo`, setting `u`). Resolves what
+ * each side's calls answered, per session, in the order of `sids`.
+ */
+export async function runMoveRace(
+  provider: string,
+  providerOptions: Record<string, unknown>,
+  sids: string[],
+  timeoutMs = 60_000,
+): Promise<{ moves: ('moved' | 'gone' | 'taken')[]; updates: boolean[] }> {
+  const children = (['move', 'update'] as const).map((role) => {
+    const args = [provider, JSON.stringify(providerOptions), JSON.stringify(sids), role];
+    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MOVE_RACE, ...args], { cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    const ready = new Promise<void>((done) => child.stdout.once('data', () => done()));
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<unknown>((done, fail) =>
+      child.on('exit', (code, signal) =>
+        code === 0 ? done(JSON.parse(stdout.trim().split('\n').pop()!)) : fail(new Error(`${provider} ${role} racer exited with ${code ?? signal}: ${stderr}`)),
+      ),
+    );
+    return { child, ready, exited };
+  });
+  const timer = setTimeout(() => children.forEach(({ child }) => child.kill('SIGKILL')), timeoutMs);
+  try {
+    await Promise.race([Promise.all(children.map((c) => c.ready)), Promise.all(children.map((c) => c.exited))]);
+    for (const { child } of children) child.stdin.end('go\n');
+    const [moves, updates] = await Promise.all(children.map((c) => c.exited));
+    return { moves: moves as ('moved' | 'gone' | 'taken')[], updates: updates as boolean[] };
+  } finally {
+    clearTimeout(timer);
+    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }

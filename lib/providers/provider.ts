@@ -14,10 +14,13 @@
  * Times are milliseconds since the Unix epoch. A session is live while
  * `now < expiresAt`.
  *
+ * The `sid` a provider sees is the manager's storage key for a session: the
+ * SHA-256 of the id the client holds (base64url), so a copy of the store
+ * holds no usable ids. A provider treats it as an opaque string.
+ *
  * Room to grow without a rewrite: sessions by user will add an optional
  * `userId` to `create`/`update` and optional `listByUser`/`destroyByUser`
- * methods backed by an index (detected, not demanded); renewal with a grace
- * window is `create(new)` plus `touch(old, now + grace)` instead of `destroy(old)`.
+ * methods backed by an index (detected, not demanded).
  */
 export interface Provider {
   /** Short name used in error messages, e.g. `'redis'`. */
@@ -54,6 +57,28 @@ export interface Provider {
    * brought back.
    */
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean>;
+
+  /**
+   * Optional, and what makes `regenerate()` atomic: in one step, replaces
+   * session `from` by a new session `to`, only if `from` exists and is live at
+   * `now` and `to` is free. `to` gets `from`'s values *as stored at that
+   * moment* with `changes` applied (so a concurrent per-key change is not
+   * lost), the given `createdAt`/`expiresAt`; `from` is deleted.
+   *
+   * Resolves the values `to` now holds (a fresh map), `undefined` when `from`
+   * is missing or expired (nothing is created: a logout that landed first
+   * stays a logout), or `false` when `to` already exists (nothing changes).
+   * Without it the manager falls back to read/create/destroy and checks that
+   * `from` survived, which narrows the race but cannot close it.
+   */
+  move?(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false>;
 
   /** Sets a new expiry, only if the session exists and is live at `now`. Resolves whether it did. */
   touch(sid: string, expiresAt: number, now: number): Promise<boolean>;
