@@ -1,10 +1,22 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
-import { CREATE_SCRIPT, CREATED_FIELD, EXPIRES_FIELD, UPDATE_SCRIPT, VALUE_PREFIX, type RedisScript } from './redis-scripts';
+import {
+  changeArgs,
+  CREATE_SCRIPT,
+  decodeSession,
+  EXPIRES_FIELD,
+  MOVE_FROM_GONE,
+  MOVE_SCRIPT,
+  MOVE_TO_TAKEN,
+  timestamp,
+  UPDATE_SCRIPT,
+  VALUE_PREFIX,
+  type RedisScript,
+} from './redis-scripts';
 import { Deadlines } from './with-timeout';
 
 /**
- * The node-redis v5 client surface the provider uses (what `createClient()`
+ * The node-redis v5/v6 client surface the provider uses (what `createClient()`
  * returns). Structural, so the published types do not need `redis` installed.
  */
 export interface NodeRedisClient {
@@ -13,7 +25,7 @@ export interface NodeRedisClient {
   sendCommand(args: string[]): Promise<unknown>;
 }
 
-/** The ioredis client surface the provider uses (`new Redis()`). */
+/** The ioredis v5/v6 client surface the provider uses (`new Redis()`). */
 export interface IORedisClient {
   readonly status: string;
   call(command: string, args: string[]): Promise<unknown>;
@@ -31,11 +43,11 @@ interface OwnedClient extends NodeRedisClient {
 
 /** Options of the Redis provider. Give `url` or `client`. */
 export interface RedisOptions {
-  /** `redis[s]://[[user][:password]@]host[:port][/db]`; the provider creates, connects and closes its own `redis` client. */
+  /** `redis[s]://[[user][:password]@]host[:port][/db]`; the provider creates, connects and closes its own `redis` (node-redis 5 or 6) client. */
   url?: string;
   /**
-   * A connected client the app owns: node-redis v5 (`createClient()`) or
-   * ioredis. `close()` leaves it open. Not a Cluster client (see the docs).
+   * A connected client the app owns: node-redis 5 or 6 (`createClient()`) or
+   * ioredis 5 or 6. `close()` leaves it open. Not a Cluster client.
    */
   client?: NodeRedisClient | IORedisClient;
   /**
@@ -57,8 +69,9 @@ export const DEFAULT_REDIS_PREFIX = 'sess:';
 export const DEFAULT_REDIS_TIMEOUT_MS = 5000;
 /** Keys per SCAN step, and sessions loaded at once by `entries()`. */
 const SCAN_COUNT = 500;
+const OPTION_NAMES = new Set(['url', 'client', 'prefix', 'timeoutMs']);
 
-/** The two drivers reduced to what the provider needs: raw commands and a readiness check. */
+/** The drivers reduced to what the provider needs: raw commands and a readiness check. */
 interface Connection {
   send(args: string[]): Promise<unknown>;
   ready(): boolean;
@@ -71,6 +84,12 @@ interface Connection {
  * `expired` event then fires only when a load meets an expired session).
  * Writes are Lua scripts (one round trip, atomic); `count()`/`entries()` walk
  * the prefix with `SCAN`, never `KEYS`.
+ *
+ * Works with node-redis 5 and 6 and ioredis 5 and 6. Replies are checked, not
+ * trusted: a reply of a shape the provider does not know (a driver mapping
+ * replies differently) rejects with a `ProviderError`, never reads as "no
+ * session". Driver errors are rebuilt before they are handed out, without
+ * the keys and values of the failed command (ioredis attaches them).
  *
  * With `url` the provider owns a node-redis client configured to fail fast:
  * while Redis is unreachable every call rejects at once with a `ProviderError`
@@ -95,52 +114,53 @@ export class RedisProvider implements Provider {
   #closed = false;
 
   constructor(options: RedisOptions = {}) {
-    const { url, client, prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options;
-    // A brace in the prefix would become the Cluster hash tag and put every session on one slot.
-    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new OptionError(`[redis] option prefix is invalid: ${String(prefix)}`);
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[redis] option timeoutMs is invalid: ${String(timeoutMs)}`);
+    const { url, client, prefix, timeoutMs } = checkOptions(options);
     this.prefix = prefix;
     this.timeoutMs = timeoutMs;
     this.#deadlines = new Deadlines(this.name, timeoutMs);
     if (client !== undefined) {
       this.#connection = adapt(client);
-    } else if (typeof url === 'string' && url !== '') {
-      this.#owned = createOwnedClient(url, timeoutMs);
+    } else {
+      this.#owned = createOwnedClient(url!, timeoutMs);
       const owned = this.#owned;
       this.#connection = { send: (args) => owned.sendCommand(args), ready: () => owned.isReady };
-    } else {
-      throw new OptionError('[redis] give option url (a redis:// URL) or client (a connected redis or ioredis client)');
     }
   }
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     const args = [String(createdAt), String(expiresAt)];
     for (const [key, json] of values) args.push(VALUE_PREFIX + key, json);
-    return (await this.#eval('create', CREATE_SCRIPT, this.#key(sid), args)) === 1;
+    return (await this.#eval('create', CREATE_SCRIPT, [this.#key(sid)], args, flag)) === 1;
   }
 
   async read(sid: string): Promise<StoredSession | undefined> {
-    const flat = await this.#call('read', ['HGETALL', this.#key(sid)]);
-    return decode(flat as string[]);
+    return this.#call('read', ['HGETALL', this.#key(sid)], sessionReply);
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    const sets: string[] = [];
-    const deletes: string[] = [];
-    for (const [key, json] of changes) {
-      if (json === undefined) deletes.push(VALUE_PREFIX + key);
-      else sets.push(VALUE_PREFIX + key, json);
-    }
-    const args = [String(now), String(expiresAt), String(sets.length / 2), ...sets, ...deletes];
-    return (await this.#eval('update', UPDATE_SCRIPT, this.#key(sid), args)) === 1;
+    const args = [String(now), String(expiresAt), ...changeArgs(changes)];
+    return (await this.#eval('update', UPDATE_SCRIPT, [this.#key(sid)], args, flag)) === 1;
+  }
+
+  /** One Lua script (see MOVE_SCRIPT): atomic on a single Redis server. */
+  async move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
+    const args = [String(now), String(createdAt), String(expiresAt), ...changeArgs(changes)];
+    return this.#eval('move', MOVE_SCRIPT, [this.#key(from), this.#key(to)], args, moveReply);
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
-    return (await this.#eval('touch', UPDATE_SCRIPT, this.#key(sid), [String(now), String(expiresAt), '0'])) === 1;
+    return (await this.#eval('touch', UPDATE_SCRIPT, [this.#key(sid)], [String(now), String(expiresAt), '0'], flag)) === 1;
   }
 
   async destroy(sid: string): Promise<void> {
-    await this.#call('destroy', ['DEL', this.#key(sid)]);
+    await this.#call('destroy', ['DEL', this.#key(sid)], integer);
   }
 
   /** Resolves 0: Redis deletes a session at its `expiresAt` by itself (`PEXPIREAT`). */
@@ -152,17 +172,18 @@ export class RedisProvider implements Provider {
     let live = 0;
     for await (const keys of this.#scan('count')) {
       // Issued together, so the driver pipelines them: one round trip per SCAN page.
-      const expiries = await Promise.all(keys.map((key) => this.#call('count', ['HGET', key, EXPIRES_FIELD])));
-      for (const expiry of expiries) if (expiry != null && Number(expiry) > now) live += 1;
+      const expiries = await Promise.all(keys.map((key) => this.#call('count', ['HGET', key, EXPIRES_FIELD], expiryReply)));
+      // undefined: the key went away since SCAN saw it.
+      for (const expiry of expiries) if (expiry !== undefined && expiry > now) live += 1;
     }
     return live;
   }
 
   async *entries(now: number): AsyncIterable<StoredEntry> {
     for await (const keys of this.#scan('entries')) {
-      const hashes = await Promise.all(keys.map((key) => this.#call('entries', ['HGETALL', key])));
+      const sessions = await Promise.all(keys.map((key) => this.#call('entries', ['HGETALL', key], sessionReply)));
       for (let i = 0; i < keys.length; i++) {
-        const stored = decode(hashes[i] as string[]);
+        const stored = sessions[i];
         if (stored !== undefined && stored.expiresAt > now) yield { sid: this.#sid(keys[i]), ...stored };
       }
     }
@@ -196,29 +217,55 @@ export class RedisProvider implements Provider {
     const seen = new Set<string>();
     let cursor = '0';
     do {
-      const reply = (await this.#call(operation, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(SCAN_COUNT)])) as [string, string[]];
-      cursor = String(reply[0]);
-      const fresh = reply[1].filter((key) => !seen.has(key));
+      const page = await this.#call(operation, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(SCAN_COUNT)], scanReply);
+      cursor = page.cursor;
+      const fresh = page.keys.filter((key) => !seen.has(key));
       for (const key of fresh) seen.add(key);
       if (fresh.length > 0) yield fresh;
     } while (cursor !== '0');
   }
 
   /** EVALSHA, falling back to EVAL once when the server has not cached the script (restart, SCRIPT FLUSH). */
-  async #eval(operation: string, lua: RedisScript, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await this.#call(operation, ['EVALSHA', lua.sha1, '1', key, ...args]);
-    } catch (error) {
-      const cause = error instanceof ProviderError ? error.cause : error;
-      if (!String((cause as Error | undefined)?.message).startsWith('NOSCRIPT')) throw error;
-      return this.#call(operation, ['EVAL', lua.source, '1', key, ...args]);
-    }
+  #eval<T>(operation: string, lua: RedisScript, keys: string[], args: string[], parse: (reply: unknown) => T): Promise<T> {
+    const tail = [String(keys.length), ...keys, ...args];
+    const work = async (): Promise<unknown> => {
+      try {
+        return await this.#send(['EVALSHA', lua.sha1, ...tail]);
+      } catch (error) {
+        if (!errorMessage(error).startsWith('NOSCRIPT')) throw error;
+        return this.#send(['EVAL', lua.source, ...tail]);
+      }
+    };
+    return this.#run(operation, [...keys, ...args], work, parse);
   }
 
-  /** One command, bounded by `timeoutMs`; every failure becomes a ProviderError. */
-  async #call(operation: string, args: string[]): Promise<unknown> {
+  /** One command; see #run. */
+  #call<T>(operation: string, args: string[], parse: (reply: unknown) => T): Promise<T> {
+    return this.#run(operation, args.slice(1), () => this.#send(args), parse);
+  }
+
+  /**
+   * Runs `work` bounded by `timeoutMs` and parses its reply. Every failure
+   * becomes a ProviderError: a driver error rebuilt without `secrets` (the
+   * command's keys and values), a reply `parse` does not understand, a timeout.
+   */
+  async #run<T>(operation: string, secrets: string[], work: () => Promise<unknown>, parse: (reply: unknown) => T): Promise<T> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    return this.#deadlines.run(operation, () => this.#send(args));
+    return this.#deadlines.run(operation, async () => {
+      let reply: unknown;
+      try {
+        reply = await work();
+      } catch (error) {
+        const cause = redactedError(error, secrets);
+        throw new ProviderError(this.name, `${operation} failed: ${cause.message}`, cause);
+      }
+      try {
+        return parse(reply);
+      } catch (error) {
+        if (!(error instanceof UnexpectedReply)) throw error;
+        throw new ProviderError(this.name, `${operation}: ${error.message} (is the client configured to map replies differently?)`);
+      }
+    });
   }
 
   async #send(args: string[]): Promise<unknown> {
@@ -226,13 +273,42 @@ export class RedisProvider implements Provider {
       const owned = this.#owned;
       if (owned === undefined) throw new Error('the client is not connected');
       // Our client: the first call waits for the first attempt (bounded by the
-      // deadline in #call); when it failed, or after a later disconnect, calls fail
+      // deadline in #run); when it failed, or after a later disconnect, calls fail
       // at once while node-redis keeps reconnecting in the background.
       this.#connecting ??= firstConnection(owned);
       await this.#connecting;
       if (!owned.isReady) throw new Error('not connected to Redis (reconnecting)');
     }
     return this.#connection.send(args);
+  }
+}
+
+/** The checked options, with defaults. Throws an OptionError naming the first bad option. */
+function checkOptions(options: RedisOptions): { url?: string; client?: RedisOptions['client']; prefix: string; timeoutMs: number } {
+  if (options === null || typeof options !== 'object') throw new OptionError('[redis] options must be an object with url or client');
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name)) throw new OptionError(`[redis] unknown option ${name}`);
+  }
+  const { url, client, prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options;
+  // A brace in the prefix would become the Cluster hash tag and put every session on one slot.
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new OptionError(`[redis] option prefix is invalid: ${String(prefix)}`);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[redis] option timeoutMs is invalid: ${String(timeoutMs)}`);
+  if (url !== undefined && client !== undefined) throw new OptionError('[redis] give option url or option client, not both');
+  if (url === undefined && client === undefined) {
+    throw new OptionError('[redis] give option url (a redis:// URL) or client (a connected redis or ioredis client)');
+  }
+  // The URL itself stays out of the message: it may hold a password.
+  if (url !== undefined && !isRedisUrl(url)) throw new OptionError('[redis] option url is invalid: expected redis[s]://[[user][:password]@]host[:port][/db]');
+  return { url, client, prefix, timeoutMs };
+}
+
+function isRedisUrl(url: unknown): boolean {
+  if (typeof url !== 'string') return false;
+  try {
+    const { protocol } = new URL(url);
+    return protocol === 'redis:' || protocol === 'rediss:';
+  } catch {
+    return false;
   }
 }
 
@@ -253,6 +329,7 @@ function firstConnection(client: OwnedClient): Promise<void> {
   });
 }
 
+/** A client of whichever `redis` major is installed (5 and 6 take the same options). */
 function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
   let redis: typeof import('redis');
   try {
@@ -272,41 +349,163 @@ function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
   return client;
 }
 
-/** node-redis v5 (`sendCommand`, `isReady`) or ioredis (`call`, `status`). */
+/** node-redis 5/6 (`sendCommand`, `isReady`) or ioredis 5/6 (`call`, `status`). */
 function adapt(client: NodeRedisClient | IORedisClient): Connection {
   const candidate = client as unknown as Record<string, unknown>;
-  // Cluster clients route by key and SCAN one node at a time: count()/entries() would miss sessions.
+  if (candidate === null || typeof candidate !== 'object') throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
+  // Cluster clients route by key and SCAN one node at a time: count()/entries() would
+  // miss sessions, and move() spans two slots.
   if (typeof candidate.nodeClient === 'function' || candidate.isCluster === true) {
-    throw new OptionError('[redis] option client is invalid: Redis Cluster clients are not supported yet (the key layout is ready for them; see the docs)');
+    throw new OptionError('[redis] option client is invalid: Redis Cluster clients are not supported');
   }
   if (typeof candidate.sendCommand === 'function' && 'isReady' in candidate) {
     const redis = client as NodeRedisClient;
     return { send: (args) => redis.sendCommand(args), ready: () => redis.isReady };
   }
   if (typeof candidate.call === 'function' && typeof candidate.status === 'string') {
+    // ioredis prefixes the keys of commands but not SCAN's MATCH, so count()/entries() would break.
+    const keyPrefix = (candidate.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+    if (typeof keyPrefix === 'string' && keyPrefix !== '') {
+      throw new OptionError('[redis] option client is invalid: an ioredis client with keyPrefix (use the option prefix instead)');
+    }
     const io = client as IORedisClient;
     return { send: (args) => io.call(args[0], args.slice(1)), ready: () => io.status === 'ready' };
   }
-  throw new OptionError('[redis] option client is invalid: expected a connected node-redis v5 or ioredis client');
-}
-
-/** HGETALL's flat [field, value, …] reply → a session, or undefined for a missing key. */
-function decode(flat: string[] | null | undefined): StoredSession | undefined {
-  if (!Array.isArray(flat) || flat.length === 0) return undefined;
-  const values = new Map<string, string>();
-  let createdAt = NaN;
-  let expiresAt = NaN;
-  for (let i = 0; i < flat.length; i += 2) {
-    const field = String(flat[i]);
-    if (field.startsWith(VALUE_PREFIX)) values.set(field.slice(VALUE_PREFIX.length), String(flat[i + 1]));
-    else if (field === CREATED_FIELD) createdAt = Number(flat[i + 1]);
-    else if (field === EXPIRES_FIELD) expiresAt = Number(flat[i + 1]);
-  }
-  // A hash without our metadata is not a session of ours (a foreign key under the prefix).
-  return Number.isFinite(createdAt) && Number.isFinite(expiresAt) ? { values, createdAt, expiresAt } : undefined;
+  throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
 }
 
 /** Escapes SCAN MATCH glob characters, so a prefix like `a*` matches only itself. */
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+// ---- Replies -------------------------------------------------------------
+// Drivers differ in what a raw command resolves: node-redis 6 (RESP3 by default)
+// answers HGETALL with an object, node-redis 5 and ioredis with a flat array,
+// a client with a type mapping with a Map or Buffers. The parsers accept those
+// shapes and throw UnexpectedReply for anything else. Their messages name the
+// shape only, never the content (it holds session data).
+
+/** A reply of a shape the provider does not understand. */
+class UnexpectedReply extends Error {}
+
+function shape(reply: unknown): string {
+  if (reply === null) return 'null';
+  if (Array.isArray(reply)) return `an array of ${reply.length}`;
+  return typeof reply === 'object' ? `a ${reply.constructor?.name ?? 'null-prototype object'}` : `a ${typeof reply}`;
+}
+
+/** A bulk string: a string, or a Buffer when the client maps strings to Buffers. */
+function text(reply: unknown): string {
+  if (typeof reply === 'string') return reply;
+  // Not `instanceof`: a Buffer of another realm (vm contexts, jest) fails that test.
+  if (ArrayBuffer.isView(reply)) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength).toString('utf8');
+  throw new UnexpectedReply(`expected a string reply, got ${shape(reply)}`);
+}
+
+function integer(reply: unknown): number {
+  let value: number | undefined;
+  if (typeof reply === 'number' || typeof reply === 'bigint') value = Number(reply);
+  else if (typeof reply === 'string' || ArrayBuffer.isView(reply)) value = timestamp(text(reply));
+  if (value === undefined || !Number.isSafeInteger(value)) throw new UnexpectedReply(`expected an integer reply, got ${shape(reply)}`);
+  return value;
+}
+
+/** The 0/1 answer of CREATE_SCRIPT and UPDATE_SCRIPT. */
+function flag(reply: unknown): 0 | 1 {
+  const value = integer(reply);
+  if (value !== 0 && value !== 1) throw new UnexpectedReply('expected 0 or 1 from the script');
+  return value;
+}
+
+/** A hash (HGETALL): a flat [field, value, …] array (RESP2), or an object or Map (RESP3). */
+function hashFields(reply: unknown): [string, string][] {
+  const fields: [string, string][] = [];
+  if (Array.isArray(reply)) {
+    if (reply.length % 2 !== 0) throw new UnexpectedReply(`expected field/value pairs, got ${shape(reply)}`);
+    for (let i = 0; i < reply.length; i += 2) fields.push([text(reply[i]), text(reply[i + 1])]);
+  } else if (Object.prototype.toString.call(reply) === '[object Map]') {
+    for (const [field, value] of reply as Map<unknown, unknown>) fields.push([text(field), text(value)]);
+  } else if (isPlainObject(reply)) {
+    for (const [field, value] of Object.entries(reply)) fields.push([field, text(value)]);
+  } else {
+    throw new UnexpectedReply(`expected a hash, got ${shape(reply)}`);
+  }
+  return fields;
+}
+
+/** `{}` or `Object.create(null)`, of any realm: not a Map, Buffer or class instance. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+/** HGETALL of a session key: undefined when the key does not exist (or expired). */
+function sessionReply(reply: unknown): StoredSession | undefined {
+  const fields = hashFields(reply);
+  if (fields.length === 0) return undefined;
+  const stored = decodeSession(fields);
+  // Not "no session": a hash under our prefix without our metadata means another app shares the prefix, or corruption.
+  if (stored === undefined) throw new UnexpectedReply('the hash at this key is not a session (no valid m:c/m:e fields)');
+  return stored;
+}
+
+/** HGET of `m:e`: the expiry, or undefined when the key is gone. */
+function expiryReply(reply: unknown): number | undefined {
+  if (reply === null || reply === undefined) return undefined;
+  const expiry = timestamp(text(reply));
+  if (expiry === undefined) throw new UnexpectedReply('the m:e field is not a timestamp');
+  return expiry;
+}
+
+function scanReply(reply: unknown): { cursor: string; keys: string[] } {
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) throw new UnexpectedReply(`expected [cursor, keys] from SCAN, got ${shape(reply)}`);
+  return { cursor: text(reply[0]), keys: reply[1].map(text) };
+}
+
+function moveReply(reply: unknown): Map<string, string> | undefined | false {
+  if (!Array.isArray(reply)) {
+    const code = integer(reply);
+    if (code === MOVE_FROM_GONE) return undefined;
+    if (code === MOVE_TO_TAKEN) return false;
+    throw new UnexpectedReply('unknown answer code from the move script');
+  }
+  const stored = decodeSession(hashFields(reply));
+  if (stored === undefined) throw new UnexpectedReply('the moved hash is not a session');
+  return stored.values;
+}
+
+// ---- Errors --------------------------------------------------------------
+
+/** Longest driver message kept: enough to diagnose, too short to carry a session. */
+const MAX_MESSAGE = 300;
+/**
+ * Shorter arguments are left in messages: they cannot be told apart from the
+ * message's own text ('1' in "@user_script:1"), and no key or id is that short.
+ */
+const MIN_REDACTED = 3;
+
+/**
+ * A driver's error rebuilt for handing out: its `name`, its `code` and its
+ * message with every occurrence of `secrets` (the command's keys, fields and
+ * values) replaced by `…`, and every quoted span blanked (Redis quotes the
+ * arguments it echoes, cut to 128 characters, so they no longer match a
+ * secret whole). Nothing else is kept: ioredis attaches the command with its
+ * arguments (`command.args`) and earlier errors (`previousErrors`), and the
+ * original stack repeats the message.
+ */
+function redactedError(error: unknown, secrets: string[]): Error {
+  let message = errorMessage(error);
+  // Longest first, so a value inside a longer key is not half-replaced.
+  for (const secret of [...new Set(secrets)].filter((s) => s.length >= MIN_REDACTED).sort((a, b) => b.length - a.length)) {
+    message = message.split(secret).join('…');
+  }
+  message = message.replace(/'[^']*(?:'|$)/g, "'…'").replace(/"[^"]*(?:"|$)/g, '"…"');
+  const redacted = new Error(message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message);
+  const { name, code } = (typeof error === 'object' && error !== null ? error : {}) as { name?: unknown; code?: unknown };
+  if (typeof name === 'string' && /^\w{1,64}$/.test(name)) redacted.name = name;
+  // Codes are fixed identifiers ('ECONNREFUSED', 'ERR_…'), never data.
+  if ((typeof code === 'string' && /^[\w.-]{1,64}$/.test(code)) || typeof code === 'number') Object.assign(redacted, { code });
+  return redacted;
 }
