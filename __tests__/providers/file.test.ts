@@ -133,6 +133,43 @@ describe('file provider', () => {
     });
   });
 
+  describe('move', () => {
+    it('leaves only the new owner-only file, no lock or temp file', async () => {
+      await provider.create('old', json({ user: 'ann' }), now, now + MINUTE);
+      await expect(provider.move('old', 'new', new Map(), now, now + MINUTE, now)).resolves.toEqual(json({ user: 'ann' }));
+      expect(readdirSync(dir)).toEqual([fileOf(dir, 'new').slice(dir.length + 1)]);
+      expect(statSync(fileOf(dir, 'new')).mode & 0o777).toBe(0o600);
+    });
+
+    it('takes the two locks in a fixed order, so crossed moves never wait for each other', async () => {
+      const pairs = Array.from({ length: 10 }, (_, i) => [`x${i}`, `y${i}`]);
+      for (const [x, y] of pairs) {
+        await provider.create(x, json({ who: x }), now, now + MINUTE);
+        await provider.create(y, json({ who: y }), now, now + MINUTE);
+      }
+      // Each move holds one lock while it waits for the other: in opposite orders they would deadlock.
+      const results = await Promise.all(
+        pairs.flatMap(([x, y]) => [provider.move(x, y, new Map(), now, now + MINUTE, now), provider.move(y, x, new Map(), now, now + MINUTE, now)]),
+      );
+      expect(results).toEqual(Array(20).fill(false)); // both ids taken: nothing changes
+      for (const id of pairs.flat()) expect((await provider.read(id))!.values.get('who')).toBe(JSON.stringify(id));
+    });
+
+    it('waits while another process holds the lock of the new id', async () => {
+      await provider.create('from', json({ a: 1 }), now, now + MINUTE);
+      const lock = fileOf(dir, 'to').replace(/\.json$/, '.lock');
+      writeFileSync(lock, '');
+      let settled = false;
+      const pending = provider.move('from', 'to', new Map(), now, now + MINUTE, now).finally(() => (settled = true));
+      await new Promise((done) => setTimeout(done, 150));
+      expect(settled).toBe(false);
+      await expect(provider.read('from')).resolves.toBeDefined();
+      rmSync(lock);
+      await expect(pending).resolves.toEqual(json({ a: 1 }));
+      await expect(provider.read('from')).resolves.toBeUndefined();
+    });
+  });
+
   describe('when another process holds the lock', () => {
     const lockOf = (sid: string): string => fileOf(dir, sid).replace(/\.json$/, '.lock');
 
@@ -250,6 +287,7 @@ describe('file provider', () => {
       expect(() => new FileProvider({ dir, fsync: 'yes' } as unknown as FileOptions)).toThrow(/option fsync/);
       expect(() => new FileProvider({ dir, lockStaleMs: 0 })).toThrow(/option lockStaleMs/);
       expect(() => new FileProvider({ dir, folder: dir } as unknown as FileOptions)).toThrow(OptionError);
+      expect(() => new FileProvider({ dir, folder: dir } as unknown as FileOptions)).toThrow(/unknown option folder/);
     });
 
     it('creates the folder and files readable by the owner only', async () => {

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { Pool } from 'pg';
-import { ProviderError } from '../../lib/errors';
-import { PostgresProvider } from '../../lib/providers/postgres';
+import { OptionError, ProviderError } from '../../lib/errors';
+import { PostgresProvider, type PostgresOptions } from '../../lib/providers/postgres';
 import { runProviderConformance } from '../support/provider-conformance';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, skipReason, startPostgres, type PgServer } from '../support/services';
@@ -112,6 +113,94 @@ describePg('postgres provider', () => {
         await expect(provider.gc(now + 2000, (sid) => reported.push(sid))).resolves.toBe(1250);
         expect(new Set(reported).size).toBe(1250);
         await expect(provider.count(now)).resolves.toBe(1250);
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+  });
+
+  describe('options', () => {
+    it('rejects an unknown option by name', () => {
+      const options = { connectionString, poolSize: 5 } as unknown as PostgresOptions;
+      expect(() => new PostgresProvider(options)).toThrow(OptionError);
+      expect(() => new PostgresProvider(options)).toThrow(/unknown option poolSize/);
+    });
+
+    it('rejects a malformed connectionString at construction, naming the option and not repeating the password', () => {
+      for (const malformed of ['localhost', 'http://db.example/app', 'postgres://app:pa#ss-7f3e@db/app', 'postgres://db:99999/app', 42]) {
+        const build = (): PostgresProvider => new PostgresProvider({ connectionString: malformed as string });
+        expect(build).toThrow(OptionError);
+        expect(build).toThrow(/option connectionString is invalid/);
+        expect(() => build()).not.toThrow(/7f3e/);
+      }
+    });
+
+    it('accepts the forms pg documents, without connecting yet', async () => {
+      for (const wellFormed of [
+        'postgres://app:secret@db.example:5432/app?sslmode=require',
+        'postgresql://localhost/app',
+        'postgres://app@/app?host=/var/run/postgresql',
+        'socket:/var/run/postgresql?db=app',
+        '/var/run/postgresql app',
+      ]) {
+        await new PostgresProvider({ connectionString: wellFormed }).close();
+      }
+    });
+  });
+
+  describe('when a statement fails', () => {
+    const secretValue = 'card-4111-1111-secret';
+    const values = new Map([['card', JSON.stringify(secretValue)]]);
+
+    /** Everything an error shows when logged, nested causes included. */
+    function expectNoSecrets(err: unknown, secrets: string[]): void {
+      expect(err).toBeInstanceOf(ProviderError);
+      const shown = inspect(err, { depth: 10 });
+      for (const secret of secrets) expect(shown).not.toContain(secret);
+    }
+
+    it('hides the id and the value that a unique violation quotes', async () => {
+      const table = uniqueTable();
+      // The app's migration added a unique index on the values: the second equal session breaks it for real.
+      await admin.query(`CREATE TABLE "${table}" (sid text PRIMARY KEY, data jsonb NOT NULL UNIQUE, created_at bigint NOT NULL, expires_at bigint NOT NULL)`);
+      const provider = new PostgresProvider({ connectionString, table });
+      try {
+        const now = Date.now();
+        await provider.create('first-sid-2b7c', values, now, now + MINUTE);
+        // The driver's own error quotes both: the test provokes a real leak.
+        const raw = (await admin
+          .query(`INSERT INTO "${table}" SELECT 'raw-sid', data, 0, 0 FROM "${table}"`)
+          .then(() => ({}), (error: unknown) => error)) as { code?: string; detail?: string };
+        expect(raw.code).toBe('23505');
+        expect(raw.detail).toContain(secretValue);
+
+        const err = await provider.create('second-sid-5e1d', values, now, now + MINUTE).catch((error: unknown) => error);
+        expectNoSecrets(err, ['first-sid-2b7c', 'second-sid-5e1d', secretValue]);
+        const cause = (err as ProviderError).cause as Error & { code?: string; detail?: unknown };
+        expect([cause.code, cause.detail]).toEqual(['23505', undefined]);
+        expect((err as Error).message).toMatch(/create failed: duplicate key value violates unique constraint/);
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+
+    it('hides the id that a type error quotes in its message', async () => {
+      const table = uniqueTable();
+      // A table whose sid column is a uuid: the server's message quotes the id it could not parse.
+      await admin.query(`CREATE TABLE "${table}" (sid uuid PRIMARY KEY, data jsonb NOT NULL, created_at bigint NOT NULL, expires_at bigint NOT NULL)`);
+      const provider = new PostgresProvider({ connectionString, table });
+      try {
+        const now = Date.now();
+        for (const call of [
+          () => provider.create('not-a-uuid-sid-81a0', values, now, now + MINUTE),
+          () => provider.update('not-a-uuid-sid-81a0', values, now + MINUTE, now),
+          () => provider.move('not-a-uuid-sid-81a0', 'not-a-uuid-either-3c9d', values, now, now + MINUTE, now),
+        ]) {
+          const err = await call().catch((error: unknown) => error);
+          expectNoSecrets(err, ['not-a-uuid-sid-81a0', 'not-a-uuid-either-3c9d', secretValue]);
+          expect((err as Error).message).toMatch(/failed: invalid input syntax for type uuid/);
+          expect(((err as ProviderError).cause as { code?: string }).code).toBe('22P02');
+        }
       } finally {
         await cleanUp(provider);
       }

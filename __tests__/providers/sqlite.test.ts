@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { inspect } from 'node:util';
 import Database from 'better-sqlite3';
 import { OptionError, ProviderError } from '../../lib/errors';
 import type { Provider } from '../../lib/providers/provider';
@@ -96,6 +97,51 @@ describe('sqlite provider', () => {
       const other = new Database(path);
       expect(other.pragma('journal_mode', { simple: true })).toBe('wal');
       other.close();
+    });
+
+    it('is created with its -wal and -shm files readable by the owner only, even under umask 0', async () => {
+      // The most permissive umask, only while this test's provider creates its files (opening makes -shm, the first write -wal).
+      const previous = process.umask(0);
+      let created: { provider: SqliteProvider; path: string };
+      try {
+        created = freshProvider();
+        await created.provider.create('secret', json({ token: 't' }), now, now + MINUTE);
+      } finally {
+        process.umask(previous);
+      }
+      for (const file of [created.path, `${created.path}-wal`, `${created.path}-shm`]) {
+        expect([file, statSync(file).mode & 0o777]).toEqual([file, 0o600]);
+      }
+      await dispose(created.provider);
+    });
+
+    it('keeps the mode of a file the app created', async () => {
+      const own = join(resolve(path, '..'), 'own.db');
+      writeFileSync(own, '', { mode: 0o640 });
+      const onOwn = new SqliteProvider({ path: own });
+      await onOwn.create('s', new Map(), now, now + MINUTE);
+      expect(statSync(own).mode & 0o777).toBe(0o640);
+      await onOwn.close();
+    });
+  });
+
+  describe('when the driver fails', () => {
+    it('rejects with a cause that carries its name and code but no id or value', async () => {
+      const database = new Database(':memory:');
+      const shared = new SqliteProvider({ database });
+      // A real constraint failure: the app added a unique index that two sessions with equal values break.
+      database.exec('CREATE UNIQUE INDEX one_per_value ON sessions (values_json)');
+      const secret = json({ token: 'tok-8c1f-secret' });
+      await shared.create('first-sid-4f2a', secret, now, now + MINUTE);
+      const err = await shared.create('second-sid-9d3b', secret, now, now + MINUTE).catch((error: unknown) => error);
+      expect(err).toBeInstanceOf(ProviderError);
+      const cause = (err as ProviderError).cause as Error & { code?: string };
+      expect(cause).not.toBeInstanceOf(Database.SqliteError); // rebuilt, not the driver's object
+      expect([cause.name, cause.code]).toEqual(['SqliteError', 'SQLITE_CONSTRAINT_UNIQUE']);
+      const shown = inspect(err, { depth: 10 });
+      for (const secretText of ['first-sid-4f2a', 'second-sid-9d3b', 'tok-8c1f-secret']) expect(shown).not.toContain(secretText);
+      await shared.close();
+      database.close();
     });
   });
 
@@ -206,6 +252,7 @@ describe('sqlite provider', () => {
       expect(() => new SqliteProvider({ path, table: 'x; DROP TABLE y' })).toThrow(/option table/);
       expect(() => new SqliteProvider({ path, gcBatchSize: 0 })).toThrow(/option gcBatchSize/);
       expect(() => new SqliteProvider({ path, file: path } as unknown as SqliteOptions)).toThrow(OptionError);
+      expect(() => new SqliteProvider({ path, file: path } as unknown as SqliteOptions)).toThrow(/unknown option file/);
       const closed = new Database(':memory:');
       closed.close();
       expect(() => new SqliteProvider({ database: closed })).toThrow(/option database/);
@@ -213,7 +260,7 @@ describe('sqlite provider', () => {
   });
 
   describe('without better-sqlite3 installed', () => {
-    it('imports without loading it, and says how to fix `path`', () => {
+    it('imports without loading it, and throws the OptionError every provider throws for a missing driver', () => {
       const result = spawnSync(process.execPath, [join(__dirname, '..', 'support', 'sqlite-without-driver.js')], {
         cwd: resolve(__dirname, '..', '..'),
         encoding: 'utf8',
@@ -222,8 +269,8 @@ describe('sqlite provider', () => {
       const outcome = JSON.parse(result.stdout);
       expect(outcome).toMatchObject({
         driverLoadedByImport: false,
-        message: '[session-manager] [sqlite] Cannot import `better-sqlite3`: install it or pass `database`',
-        name: 'ProviderError',
+        message: expect.stringContaining('Cannot import `better-sqlite3`: install it or pass `database`'),
+        name: 'OptionError',
       });
       // `import { sessions } from 'session-manager'` must not need the driver either (once lib/index.ts exists).
       expect(['ok', 'no lib/index.ts yet']).toContain(outcome.indexImport);

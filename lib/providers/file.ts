@@ -93,19 +93,9 @@ export class FileProvider implements Provider {
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     return this.#guard('create', async () => {
-      const hash = hashId(sid);
-      const temp = await this.#writeTemp(hash, { sid, createdAt, expiresAt, values: new Map(values) });
-      try {
-        // link() fails with EEXIST instead of replacing: an existing session is never overwritten.
-        await link(temp, this.#file(hash));
-      } catch (err) {
-        if (errorCode(err) === 'EEXIST') return false;
-        throw err;
-      } finally {
-        await unlink(temp).catch(() => undefined); // a leftover is swept by gc()
-      }
-      if (this.#fsync) await syncDir(this.#dir);
-      return true;
+      const created = await this.#link(hashId(sid), { sid, createdAt, expiresAt, values: new Map(values) });
+      if (created && this.#fsync) await syncDir(this.#dir);
+      return created;
     });
   }
 
@@ -118,6 +108,40 @@ export class FileProvider implements Provider {
 
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     return this.#change('update', sid, changes, expiresAt, now);
+  }
+
+  /**
+   * Under the locks of both sessions (taken in hash order, so two moves never
+   * wait for each other): reads `from`, links the new file `to` (refused if it
+   * exists: `create` does not lock), then deletes `from`. A concurrent update
+   * of `from` either ran before and is carried over, or runs after and finds
+   * no session. A crash between the link and the delete leaves both sessions,
+   * never none.
+   */
+  move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
+    return this.#guard('move', () => {
+      const [fromHash, toHash] = [hashId(from), hashId(to)];
+      return this.#withLocks([fromHash, toHash], async () => {
+        const record = await this.#loadOrReport(fromHash);
+        if (record === undefined || record.expiresAt <= now) return undefined;
+        const values = record.values;
+        for (const [key, json] of changes) {
+          if (json === undefined) values.delete(key);
+          else values.set(key, json);
+        }
+        if (!(await this.#link(toHash, { sid: to, createdAt, expiresAt, values: new Map(values) }))) return false;
+        await unlinkIfPresent(this.#file(fromHash));
+        if (this.#fsync) await syncDir(this.#dir);
+        return values;
+      });
+    });
   }
 
   touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
@@ -204,7 +228,28 @@ export class FileProvider implements Provider {
     });
   }
 
+  /** Runs `fn` holding the lock of every name, taken one by one in sorted order (no deadlock between two callers). */
+  #withLocks<T>(names: string[], fn: () => Promise<T>): Promise<T> {
+    const [first, ...rest] = [...new Set(names)].sort();
+    return this.#locks.run(first, () => (rest.length === 0 ? fn() : this.#withLocks(rest, fn)));
+  }
+
   // --- files -------------------------------------------------------------
+
+  /** Writes the new file of session `hash`; resolves `false`, writing nothing, when it exists. */
+  async #link(hash: string, record: FileRecord): Promise<boolean> {
+    const temp = await this.#writeTemp(hash, record);
+    try {
+      // link() fails with EEXIST instead of replacing: an existing session is never overwritten.
+      await link(temp, this.#file(hash));
+      return true;
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await unlink(temp).catch(() => undefined); // a leftover is swept by gc()
+    }
+  }
 
   #file(hash: string): string {
     return join(this.#dir, `${hash}.json`);

@@ -18,7 +18,11 @@ interface OwnedPool extends PgPool {
 
 /** Options of the PostgreSQL provider. Give `connectionString` or `pool`. */
 export interface PostgresOptions {
-  /** `postgres://user:password@host:port/database`; the provider creates and ends its own `pg` Pool. */
+  /**
+   * `postgres://user:password@host:port/database` (percent-encode special
+   * characters of the password); the provider creates and ends its own `pg`
+   * Pool. A string pg would misread throws an `OptionError` at construction.
+   */
   connectionString?: string;
   /** A `pg` Pool the app owns; `close()` leaves it open. */
   pool?: PgPool;
@@ -37,6 +41,10 @@ export interface PostgresOptions {
    */
   timeoutMs?: number;
 }
+
+const OPTION_NAMES = new Set(['connectionString', 'pool', 'table', 'timeoutMs']);
+/** The URL schemes pg reads from a connection string (`socket:` is a Unix socket). */
+const URL_PROTOCOLS = new Set(['postgres:', 'postgresql:', 'socket:']);
 
 export const DEFAULT_PG_TABLE = 'sessions';
 export const DEFAULT_PG_TIMEOUT_MS = 5000;
@@ -74,6 +82,7 @@ export class PostgresProvider implements Provider {
   #closed = false;
 
   constructor(options: PostgresOptions = {}) {
+    checkOptionNames(options);
     const { connectionString, pool, table = DEFAULT_PG_TABLE, timeoutMs = DEFAULT_PG_TIMEOUT_MS } = options;
     const parts = typeof table === 'string' ? table.split('.') : [];
     if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
@@ -87,7 +96,8 @@ export class PostgresProvider implements Provider {
     if (pool !== undefined) {
       if (typeof (pool as { query?: unknown }).query !== 'function') throw new OptionError('[postgres] option pool is invalid: expected a pg Pool');
       this.#pool = pool;
-    } else if (typeof connectionString === 'string' && connectionString !== '') {
+    } else if (connectionString !== undefined) {
+      checkConnectionString(connectionString);
       this.#owned = createOwnedPool(connectionString, timeoutMs);
       this.#pool = this.#owned;
     } else {
@@ -106,14 +116,29 @@ export class PostgresProvider implements Provider {
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    const deleted: string[] = [];
-    const set = new Map<string, string>();
-    for (const [key, json] of changes) {
-      if (json === undefined) deleted.push(escapeKey(key));
-      else set.set(key, json);
-    }
+    const { deleted, set } = splitChanges(changes);
     const result = await this.#query('update', this.#sql.update, [sid, deleted, encode(set), expiresAt, now]);
     return result.rowCount === 1;
+  }
+
+  /**
+   * One statement: it locks the live `from` row (a concurrent update either
+   * committed first and is carried over, or waits and then finds no row),
+   * inserts `to` unless it exists, and deletes `from` only if the insert happened.
+   */
+  async move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
+    const { deleted, set } = splitChanges(changes);
+    const { rows } = await this.#query('move', this.#sql.move, [from, to, deleted, encode(set), createdAt, expiresAt, now]);
+    const [{ found, data }] = rows;
+    if (!found) return undefined;
+    return data === null ? false : decode({ data, created_at: createdAt, expires_at: expiresAt }).values;
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
@@ -205,6 +230,17 @@ function statements(parts: string[]) {
     read: `SELECT data, created_at, expires_at FROM ${table} WHERE sid = $1`,
     // One statement: under the row lock a concurrent update re-reads the row, so both merges survive.
     update: `UPDATE ${table} SET data = (data - $2::text[]) || $3::jsonb, expires_at = $4 WHERE sid = $1 AND expires_at > $5`,
+    // FOR UPDATE waits for a concurrent writer of `from` and then reads its newest version.
+    // A taken `to` makes the insert return nothing, and then `from` is not deleted.
+    move: `WITH source AS (
+        SELECT data FROM ${table} WHERE sid = $1 AND expires_at > $7 FOR UPDATE),
+      inserted AS (
+        INSERT INTO ${table} (sid, data, created_at, expires_at)
+        SELECT $2, (data - $3::text[]) || $4::jsonb, $5, $6 FROM source
+        ON CONFLICT (sid) DO NOTHING RETURNING data),
+      deleted AS (
+        DELETE FROM ${table} WHERE sid = $1 AND EXISTS (SELECT 1 FROM inserted))
+      SELECT EXISTS (SELECT 1 FROM source) AS found, (SELECT data FROM inserted) AS data`,
     touch: `UPDATE ${table} SET expires_at = $2 WHERE sid = $1 AND expires_at > $3`,
     destroy: `DELETE FROM ${table} WHERE sid = $1`,
     // SKIP LOCKED: concurrent collectors (several app processes) take different rows instead of waiting.
@@ -213,6 +249,48 @@ function statements(parts: string[]) {
     count: `SELECT count(*) AS live FROM ${table} WHERE expires_at > $1`,
     page: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE expires_at > $1 AND sid > $2 ORDER BY sid LIMIT $3`,
   };
+}
+
+function checkOptionNames(options: PostgresOptions): void {
+  if (options === null || typeof options !== 'object') throw new OptionError('[postgres] options must be an object with connectionString or pool');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.has(key)) throw new OptionError(`[postgres] unknown option ${key}`);
+  }
+}
+
+/**
+ * Refuses at construction what pg would misread later (it resolves any text
+ * against `postgres://base`, so `'localhost'` would become a database name).
+ * Accepts what pg documents: a URL (`postgres:`, `postgresql:`, `socket:`),
+ * with an empty host as in `postgres://user@/db?host=/run/postgresql`, or a socket folder path.
+ * The message never repeats the string: it may hold a password.
+ */
+function checkConnectionString(connectionString: unknown): void {
+  if (typeof connectionString === 'string' && connectionString.startsWith('/')) return;
+  if (typeof connectionString === 'string' && URL_PROTOCOLS.has(urlProtocol(connectionString) ?? '')) return;
+  throw new OptionError('[postgres] option connectionString is invalid: expected a postgres:// URL (percent-encode special characters of the password)');
+}
+
+function urlProtocol(text: string): string | undefined {
+  for (const candidate of [text, text.replace('@/', '@host/')]) {
+    try {
+      return new URL(candidate).protocol;
+    } catch {
+      // not a URL as written; try with a placeholder host
+    }
+  }
+  return undefined;
+}
+
+/** Per-key changes as `update` and `move` send them: escaped keys to delete, values to set. */
+function splitChanges(changes: ReadonlyMap<string, string | undefined>): { deleted: string[]; set: Map<string, string> } {
+  const deleted: string[] = [];
+  const set = new Map<string, string>();
+  for (const [key, json] of changes) {
+    if (json === undefined) deleted.push(escapeKey(key));
+    else set.set(key, json);
+  }
+  return { deleted, set };
 }
 
 function createOwnedPool(connectionString: string, timeoutMs: number): OwnedPool {

@@ -1,13 +1,18 @@
 // Only types at top level: `import { sessions } from 'session-manager'` must work without better-sqlite3.
 import type Database from 'better-sqlite3';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { errorMessage, OptionError, ProviderError } from '../errors';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 import { decodeValues, encodeValues } from './values-codec';
+import { driverFailure } from './with-timeout';
 
 /** Options of {@link SqliteProvider} (also its `providerOptions` under the name `'sqlite'`). Give `path` or `database`. */
 export interface SqliteOptions {
-  /** Database file, created when missing. The provider opens it (WAL mode) and closes it in `close()`. */
+  /**
+   * Database file, created when missing (mode 0600, and so are its `-wal` and
+   * `-shm` files: they hold sessions). The provider opens it (WAL mode) and closes it in `close()`.
+   */
   path?: string;
   /**
    * An open better-sqlite3 `Database` of the app. The provider creates its table
@@ -72,6 +77,14 @@ export class SqliteProvider implements Provider {
   readonly #onError: (err: Error) => void;
   readonly #sql: ReturnType<typeof prepare>;
   readonly #updateImmediate: (sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number) => boolean;
+  readonly #moveImmediate: (
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ) => Map<string, string> | undefined | false;
   #closed = false;
 
   constructor(options: SqliteOptions) {
@@ -83,9 +96,10 @@ export class SqliteProvider implements Provider {
     try {
       this.#sql = prepare(this.#db, options.table ?? 'sessions');
       this.#updateImmediate = this.#db.transaction(this.#applyChanges.bind(this)).immediate;
+      this.#moveImmediate = this.#db.transaction(this.#applyMove.bind(this)).immediate;
     } catch (err) {
       if (this.#ownsDatabase) this.#db.close();
-      throw new ProviderError(NAME, `cannot prepare the sessions table: ${errorMessage(err)}`, err);
+      throw driverFailure(NAME, 'preparing the sessions table', err);
     }
   }
 
@@ -103,6 +117,18 @@ export class SqliteProvider implements Provider {
 
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     return this.#run('update', () => this.#updateImmediate(sid, changes, expiresAt, now));
+  }
+
+  /** One BEGIN IMMEDIATE transaction: no update of `from` (from any process) lands between our read and the delete. */
+  move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
+    return this.#run('move', () => this.#moveImmediate(from, to, changes, createdAt, expiresAt, now));
   }
 
   touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
@@ -158,12 +184,27 @@ export class SqliteProvider implements Provider {
     if (row === undefined) return false;
     const values = this.#decodeValues(row.values_json);
     if (values === undefined) return false;
-    for (const [key, json] of changes) {
-      if (json === undefined) values.delete(key);
-      else values.set(key, json);
-    }
+    applyChanges(values, changes);
     this.#sql.write.run(encodeValues(values), expiresAt, sid);
     return true;
+  }
+
+  /** Body of `move`, run inside BEGIN IMMEDIATE. A taken `to` is found by the insert, before anything was written. */
+  #applyMove(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Map<string, string> | undefined | false {
+    const row = this.#sql.selectLive.get(from, now) as Pick<Row, 'values_json'> | undefined;
+    const values = row && this.#decodeValues(row.values_json);
+    if (values === undefined) return undefined;
+    applyChanges(values, changes);
+    if (this.#sql.insert.run(to, encodeValues(values), createdAt, expiresAt).changes !== 1) return false;
+    this.#sql.destroy.run(from);
+    return values;
   }
 
   #decodeRow(row: Row): StoredSession | undefined {
@@ -188,29 +229,52 @@ export class SqliteProvider implements Provider {
     try {
       return fn();
     } catch (err) {
-      throw new ProviderError(NAME, `${op} failed: ${errorMessage(err)}`, err);
+      throw driverFailure(NAME, op, err); // redacted: a driver's message may quote an id or a value
     }
+  }
+}
+
+function applyChanges(values: Map<string, string>, changes: ReadonlyMap<string, string | undefined>): void {
+  for (const [key, json] of changes) {
+    if (json === undefined) values.delete(key);
+    else values.set(key, json);
   }
 }
 
 /** Loads better-sqlite3 only now, so apps that pass `database` (or use another provider) never need it. */
 function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
-  let Driver: typeof Database;
-  try {
-    Driver = require('better-sqlite3');
-  } catch (err) {
-    throw new ProviderError(NAME, 'Cannot import `better-sqlite3`: install it or pass `database`', err);
-  }
+  const Driver = loadDriver();
   let db: Database.Database | undefined;
   try {
+    createOwnerOnly(path);
     db = new Driver(path, { timeout: busyTimeoutMs });
     // WAL: readers never block the writer nor the writer readers, so processes can share the file.
     db.pragma('journal_mode = WAL');
     return db;
   } catch (err) {
     db?.close();
-    throw new ProviderError(NAME, `cannot open ${path}: ${errorMessage(err)}`, err);
+    throw driverFailure(NAME, `opening ${path}`, err);
   }
+}
+
+/** A missing driver is a setup mistake, reported like every provider's: an OptionError at construction. */
+function loadDriver(): typeof Database {
+  try {
+    return require('better-sqlite3');
+  } catch (err) {
+    throw new OptionError(`Cannot import \`better-sqlite3\`: install it or pass \`database\` (${errorMessage(err)})`);
+  }
+}
+
+/**
+ * Creates a missing database file empty with mode 0600 before SQLite opens it:
+ * SQLite creates the `-wal` and `-shm` files with the mode of the database
+ * file, so all three stay owner-only without touching the process umask.
+ * An existing file (or `:memory:`, `''`) keeps its mode: it is not ours to change.
+ */
+function createOwnerOnly(path: string): void {
+  if (path === ':memory:' || path.startsWith('file:') || existsSync(path)) return;
+  closeSync(openSync(path, 'a', 0o600)); // 'a': O_CREAT without O_TRUNC, harmless if another process just made it
 }
 
 function prepare(db: Database.Database, table: string) {

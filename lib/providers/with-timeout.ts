@@ -6,12 +6,45 @@ interface Pending {
   fail: (error: ProviderError) => void;
 }
 
+/** Longest driver message kept: enough to diagnose, too short to carry a whole row. */
+const MAX_MESSAGE = 300;
+
+/**
+ * A driver's error (pg, better-sqlite3, redis), rebuilt without what may quote
+ * session data: only its `name`, its `code` and its message with every
+ * double-quoted span blanked (servers quote the offending value there:
+ * `invalid input syntax for type uuid: "<sid>"`). pg's `detail`
+ * (`Key (sid)=(...) already exists`), `where`, `query`, `parameters` and the
+ * original stack are dropped: an error goes to logs, a session id or value must not.
+ *
+ * @example redactedDriverError(pgError) // Error { name: 'error', code: '23505', message: 'duplicate key value violates unique constraint "…"' }
+ */
+export function redactedDriverError(error: unknown): Error {
+  const message = errorMessage(error).replace(/"[^"]*(?:"|$)/g, '"…"');
+  const redacted = new Error(message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message);
+  const { name, code } = (typeof error === 'object' && error !== null ? error : {}) as { name?: unknown; code?: unknown };
+  if (typeof name === 'string' && /^\w{1,64}$/.test(name)) redacted.name = name;
+  // Codes are fixed identifiers ('23505', 'SQLITE_BUSY', 'ECONNRESET'), never data.
+  if ((typeof code === 'string' && /^[\w.-]{1,64}$/.test(code)) || typeof code === 'number') Object.assign(redacted, { code });
+  return redacted;
+}
+
+/**
+ * The `ProviderError` for a failed driver call: `"<operation> failed: <redacted
+ * message>"`, with {@link redactedDriverError} as `cause`. A `ProviderError` is returned unchanged.
+ */
+export function driverFailure(provider: string, operation: string, error: unknown): ProviderError {
+  if (error instanceof ProviderError) return error;
+  const cause = redactedDriverError(error);
+  return new ProviderError(provider, `${operation} failed: ${cause.message}`, cause);
+}
+
 /**
  * Bounds the calls to a networked backend (redis, postgres) in time, so a hung
  * server or a dropped packet turns into an error instead of a request that
  * never ends. Every failure comes out as a `ProviderError` of `provider`:
- * `"<operation> timed out after <timeoutMs> ms"`, or `"<operation> failed:
- * <the driver's message>"` with the driver's error as `cause`. A
+ * `"<operation> timed out after <timeoutMs> ms"`, or the {@link driverFailure}
+ * of the driver's error (redacted: no id or value in it). A
  * `ProviderError` thrown by `work` passes through unchanged.
  *
  * One coarse, unref'd timer serves every call in flight (checking a tenth of
@@ -50,7 +83,7 @@ export class Deadlines {
         },
         (error: unknown) => {
           this.#pending.delete(pending);
-          reject(error instanceof ProviderError ? error : new ProviderError(this.provider, `${operation} failed: ${errorMessage(error)}`, error));
+          reject(driverFailure(this.provider, operation, error));
         },
       );
     });
