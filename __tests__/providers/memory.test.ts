@@ -8,10 +8,10 @@ describe('memory provider', () => {
   const now = Date.now();
   const values = (n: number) => new Map([['n', String(n)]]);
 
-  it('evicts the session that expires soonest (the least recently refreshed) beyond maxSessions', async () => {
+  it('beyond maxSessions, evicts a new session never used again before one that was used', async () => {
     const provider = new MemoryProvider({ maxSessions: 3 });
     for (const sid of ['a', 'b', 'c']) await provider.create(sid, values(1), now, now + 60_000);
-    await provider.update('a', values(2), now + 120_000, now); // a was used again: it now expires last
+    await provider.update('a', values(2), now + 120_000, now); // a was used again: established
     await provider.create('d', values(1), now, now + 60_000);
     expect(await provider.read('b')).toBeUndefined();
     for (const sid of ['a', 'c', 'd']) expect(await provider.read(sid)).toBeDefined();

@@ -1,24 +1,32 @@
 import { OptionError } from '../errors';
-import { ExpiryWheel, secondOf } from './expiry-wheel';
+import { ExpiryHeap, secondOf } from './expiry-heap';
+import { Probation } from './probation';
 import { ShardedMap } from './sharded-map';
 import type { Provider, StoredEntry, StoredSession } from './provider';
 
 /** Options of the memory provider. */
 export interface MemoryOptions {
   /**
-   * Most sessions kept at once; creating one more evicts the session that
-   * expires soonest (the least recently refreshed one), so a flood of new
-   * visitors cannot exhaust memory.
+   * Most sessions kept at once; creating one more evicts one (see the class
+   * comment for which), so a flood of new visitors cannot exhaust memory.
    * @default 100000
    */
   maxSessions?: number;
+  /**
+   * Called with the id of each session evicted at `maxSessions`, synchronously,
+   * once the new session is stored. It must not throw: the create would reject.
+   */
+  onEvict?: (sid: string) => void;
 }
 
 export const DEFAULT_MAX_SESSIONS = 100_000;
 
 /** A sweep yields to the event loop after this long, so a huge expiry never stalls requests. */
 const SWEEP_SLICE_MS = 4;
+/** Sessions a sweep handles between two looks at the clock. */
+const SWEEP_CHECK_EVERY = 128;
 const TIME_WIDTH = 9; // base-36 digits of a millisecond timestamp, enough until the year 5138
+const VALUES_FROM = 2 * TIME_WIDTH; // where the values start, or a probationary session's segment number
 
 /**
  * Sessions in this process's memory: the embedded default, for one process and
@@ -27,10 +35,24 @@ const TIME_WIDTH = 9; // base-36 digits of a millisecond timestamp, enough until
  *
  * Each session is one flat string (expiry, creation time and the values as
  * JSON), which keeps a small session under 200 heap bytes and means a reader
- * never shares objects with another request. An expiry wheel of one-second
- * buckets finds what is due, so the GC visits only due sessions, in time
- * slices, and a full store evicts the session that expires soonest — the
- * least recently refreshed — without a scan.
+ * never shares objects with another request.
+ *
+ * Eviction at `maxSessions` is fair to signed-in users. A new session is
+ * *probationary* until its first use after creation (a `read` that finds it,
+ * an `update`, a `touch`, or being the target of a `move`); from then on it is
+ * *established*. A full store evicts the oldest probationary session, and an
+ * established one (the one that expires soonest, the least recently
+ * refreshed) only when no probationary session is left. So a flood of new
+ * visitors evicts its own sessions, not the users who came back. It does not
+ * stop a flood of sessions that are used again; that takes a limit on session
+ * creation per client (see docs/memory-eviction.md). `onEvict` hears of each
+ * eviction.
+ *
+ * Probationary sessions wait in a queue of segments in creation order (see
+ * `Probation`); established ones are filed by expiry second in an
+ * `ExpiryHeap`. Each session is in one of the two, so creating one is O(1),
+ * its first use O(log n), and a sweep visits only what may be due, in time
+ * slices.
  *
  * @example sessions({ provider: 'memory', providerOptions: { maxSessions: 50_000 } })
  */
@@ -39,7 +61,14 @@ export class MemoryProvider implements Provider {
   readonly maxSessions: number;
   /** sid → encoded session. */
   readonly #sessions = new ShardedMap<string>();
-  readonly #wheel = new ExpiryWheel();
+  /** Established sessions, by expiry. */
+  readonly #established = new ExpiryHeap();
+  /** Probationary sessions, oldest first. */
+  readonly #probation = new Probation((sid, segment) => {
+    const encoded = this.#sessions.get(sid);
+    return encoded !== undefined && segmentOf(encoded) === segment ? expiryOf(encoded) : undefined;
+  });
+  readonly #onEvict: ((sid: string) => void) | undefined;
   /** The latest sweep; the next one starts after it. */
   #sweeping: Promise<number> | undefined;
 
@@ -48,14 +77,19 @@ export class MemoryProvider implements Provider {
     if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) {
       throw new OptionError(`[memory] option maxSessions is invalid: ${String(options.maxSessions)}`);
     }
+    if (options.onEvict !== undefined && typeof options.onEvict !== 'function') {
+      throw new OptionError(`[memory] option onEvict is invalid: ${String(options.onEvict)} (must be a function)`);
+    }
     this.maxSessions = maxSessions;
+    this.#onEvict = options.onEvict;
   }
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     if (this.#sessions.has(sid)) return false;
-    if (this.#sessions.size >= this.maxSessions) this.#evictSoonestExpiring();
-    this.#sessions.set(sid, encode(expiresAt, pad(createdAt), values));
-    this.#wheel.add(sid, expiresAt);
+    const evicted = this.#sessions.size >= this.maxSessions ? this.#evictOne() : undefined;
+    const segment = this.#probation.add(sid, expiresAt);
+    this.#sessions.set(sid, encode(expiresAt, pad(createdAt) + segment.toString(36), values));
+    if (evicted !== undefined) this.#onEvict?.(evicted);
     return true;
   }
 
@@ -65,35 +99,50 @@ export class MemoryProvider implements Provider {
 
   readNow(sid: string): StoredSession | undefined {
     const encoded = this.#sessions.get(sid);
-    return encoded === undefined ? undefined : decode(encoded);
+    if (encoded === undefined) return undefined;
+    const segment = segmentOf(encoded);
+    if (segment !== undefined) this.#establish(sid, flat(encoded.slice(0, VALUES_FROM) + valuesText(encoded)), expiryOf(encoded), segment);
+    return decode(encoded);
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const encoded = this.#sessions.get(sid);
     if (encoded === undefined || expiryOf(encoded) <= now) return false;
-    const values = decodeValues(encoded);
-    for (const [key, json] of changes) {
-      if (json === undefined) values.delete(key);
-      else values.set(key, json);
-    }
-    this.#sessions.set(sid, encode(expiresAt, encoded.slice(TIME_WIDTH, 2 * TIME_WIDTH), values));
-    if (expiresAt < expiryOf(encoded)) this.#wheel.add(sid, expiresAt);
+    const values = withChanges(decodeValues(encoded), changes);
+    this.#refresh(sid, encoded, encode(expiresAt, encoded.slice(TIME_WIDTH, VALUES_FROM), values), expiresAt);
     return true;
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
     const encoded = this.#sessions.get(sid);
-    if (encoded === undefined) return false;
-    const previousExpiry = expiryOf(encoded);
-    if (previousExpiry <= now) return false;
-    // Only the timestamp prefix changes; the values are copied as text.
-    this.#sessions.set(sid, flat(pad(expiresAt) + encoded.slice(TIME_WIDTH)));
-    if (expiresAt < previousExpiry) this.#wheel.add(sid, expiresAt);
+    if (encoded === undefined || expiryOf(encoded) <= now) return false;
+    // Only the timestamp prefix changes (and a segment number goes); the values are copied as text.
+    this.#refresh(sid, encoded, flat(pad(expiresAt) + encoded.slice(TIME_WIDTH, VALUES_FROM) + valuesText(encoded)), expiresAt);
     return true;
   }
 
+  async move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
+    // No await between the checks and the writes: nothing else runs in between.
+    const encoded = this.#sessions.get(from);
+    if (encoded === undefined || expiryOf(encoded) <= now) return undefined;
+    if (this.#sessions.has(to)) return false;
+    const values = withChanges(decodeValues(encoded), changes);
+    this.#remove(from, encoded);
+    this.#sessions.set(to, encode(expiresAt, pad(createdAt), values)); // in use: established at once
+    this.#established.add(to, expiresAt);
+    return values;
+  }
+
   async destroy(sid: string): Promise<void> {
-    this.#sessions.delete(sid); // its wheel entry goes stale and is dropped when taken
+    const encoded = this.#sessions.get(sid);
+    if (encoded !== undefined) this.#remove(sid, encoded); // an expiry-heap entry goes stale and is dropped when taken
   }
 
   gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
@@ -119,61 +168,106 @@ export class MemoryProvider implements Provider {
   async close(): Promise<void> {
     await this.#sweeping;
     this.#sessions.clear();
-    this.#wheel.clear();
+    this.#established.clear();
+    this.#probation.clear();
+  }
+
+  /** Stores `sid`'s new text after a use: a probationary session becomes established. */
+  #refresh(sid: string, encoded: string, updated: string, expiresAt: number): void {
+    const segment = segmentOf(encoded);
+    if (segment !== undefined) this.#establish(sid, updated, expiresAt, segment);
+    else {
+      this.#sessions.set(sid, updated);
+      if (expiresAt < expiryOf(encoded)) this.#established.add(sid, expiresAt);
+    }
+  }
+
+  #establish(sid: string, updated: string, expiresAt: number, segment: number): void {
+    this.#sessions.set(sid, updated);
+    this.#established.add(sid, expiresAt);
+    this.#probation.leave(segment);
+  }
+
+  #remove(sid: string, encoded: string): void {
+    this.#sessions.delete(sid);
+    const segment = segmentOf(encoded);
+    if (segment !== undefined) this.#probation.leave(segment);
   }
 
   /**
-   * What the wheel says about `sid` filed under `second`: 'gone' (a stale entry),
-   * 'due' (it still expires in that second) or 'moved' (re-filed where it now expires).
+   * What the expiry heap says about `sid` filed under `second`: 'gone' (a stale entry:
+   * deleted, or a new probationary session that reuses the id), 'due' (it still
+   * expires in that second) or 'moved' (re-filed where it now expires).
    */
   #check(sid: string, second: number): 'gone' | 'due' | 'moved' {
     const encoded = this.#sessions.get(sid);
-    if (encoded === undefined) return 'gone';
+    if (encoded === undefined || segmentOf(encoded) !== undefined) return 'gone';
     const expiresAt = expiryOf(encoded);
     if (secondOf(expiresAt) === second) return 'due';
-    this.#wheel.add(sid, expiresAt);
+    this.#established.add(sid, expiresAt);
     return 'moved';
   }
 
-  #evictSoonestExpiring(): void {
+  /** Makes room for one session: the oldest probationary one goes, else the established one expiring soonest. */
+  #evictOne(): string | undefined {
+    const newcomer = this.#probation.takeOldest();
+    if (newcomer !== undefined) {
+      this.#sessions.delete(newcomer);
+      return newcomer;
+    }
     const filed = { second: 0 };
-    for (let sid = this.#wheel.take(Infinity, filed); sid !== undefined; sid = this.#wheel.take(Infinity, filed)) {
+    for (let sid = this.#established.take(Infinity, filed); sid !== undefined; sid = this.#established.take(Infinity, filed)) {
       if (this.#check(sid, filed.second) === 'due') {
         this.#sessions.delete(sid);
-        return;
+        return sid;
       }
     }
+    return undefined;
   }
 
   async #sweep(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    let deleted = 0;
+    const expire = (sid: string) => {
+      this.#sessions.delete(sid);
+      deleted++;
+      onExpired?.(sid);
+    };
+    let handled = 0;
+    let sliceStart = performance.now();
+    /** Yields to the event loop once the slice is used up; checks the clock every so many sessions. */
+    const pause = async (sessions: number): Promise<void> => {
+      handled += sessions;
+      if (handled < SWEEP_CHECK_EVERY) return;
+      handled = 0;
+      if (performance.now() - sliceStart <= SWEEP_SLICE_MS) return;
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    };
+
     const filed = { second: 0 };
     const laterThisSecond: Array<[string, number]> = [];
-    let deleted = 0;
-    let taken = 0;
-    let sliceStart = performance.now();
-    for (let sid = this.#wheel.take(secondOf(now), filed); sid !== undefined; sid = this.#wheel.take(secondOf(now), filed)) {
+    for (let sid = this.#established.take(secondOf(now), filed); sid !== undefined; sid = this.#established.take(secondOf(now), filed)) {
       if (this.#check(sid, filed.second) === 'due') {
         const expiresAt = expiryOf(this.#sessions.get(sid)!);
-        if (expiresAt <= now) {
-          this.#sessions.delete(sid);
-          deleted++;
-          onExpired?.(sid);
-        } else {
-          laterThisSecond.push([sid, expiresAt]); // filed again after the loop, or it would be taken again at once
-        }
+        if (expiresAt <= now) expire(sid);
+        else laterThisSecond.push([sid, expiresAt]); // filed again after the loop, or it would be taken again at once
       }
-      if (++taken % 256 === 0 && performance.now() - sliceStart > SWEEP_SLICE_MS) {
-        await new Promise((resolve) => setImmediate(resolve));
-        sliceStart = performance.now();
-      }
+      await pause(1);
     }
-    for (const [sid, expiresAt] of laterThisSecond) this.#wheel.add(sid, expiresAt);
+    for (const [sid, expiresAt] of laterThisSecond) this.#established.add(sid, expiresAt);
+
+    for (const segment of this.#probation.due(now)) {
+      const due = this.#probation.takeDue(segment, now); // one segment at a time: about a thousand ids at most
+      for (const sid of due) expire(sid);
+      await pause(due.length + 1);
+    }
     return deleted;
   }
 }
 
-// Encoded session: expiresAt and createdAt as fixed-width base-36, then the
-// values as a JSON object of key → JSON text.
+// Encoded session: expiresAt and createdAt as fixed-width base-36, then, while
+// the session is probationary, its probation segment number in base 36, then
+// the values as a JSON object of key → JSON text.
 
 function pad(time: number): string {
   return time.toString(36).padStart(TIME_WIDTH, '0');
@@ -183,23 +277,43 @@ function expiryOf(encoded: string): number {
   return parseInt(encoded.slice(0, TIME_WIDTH), 36);
 }
 
-function encode(expiresAt: number, paddedCreatedAt: string, values: ReadonlyMap<string, string>): string {
+/** The probation segment of a probationary session; `undefined` for an established one. */
+function segmentOf(encoded: string): number | undefined {
+  if (encoded.charCodeAt(VALUES_FROM) === OPEN_BRACE) return undefined;
+  return parseInt(encoded.slice(VALUES_FROM, encoded.indexOf('{', VALUES_FROM)), 36);
+}
+
+const OPEN_BRACE = '{'.charCodeAt(0);
+
+function valuesText(encoded: string): string {
+  return encoded.slice(encoded.indexOf('{', VALUES_FROM));
+}
+
+function encode(expiresAt: number, prefix: string, values: ReadonlyMap<string, string>): string {
   let json = '{';
   for (const [key, value] of values) {
     if (json.length > 1) json += ',';
     json += JSON.stringify(key) + ':' + JSON.stringify(value);
   }
-  return flat(pad(expiresAt) + paddedCreatedAt + json + '}');
+  return flat(pad(expiresAt) + prefix + json + '}');
 }
 
 function decodeValues(encoded: string): Map<string, string> {
-  return new Map(Object.entries(JSON.parse(encoded.slice(2 * TIME_WIDTH)) as Record<string, string>));
+  return new Map(Object.entries(JSON.parse(valuesText(encoded)) as Record<string, string>));
+}
+
+function withChanges(values: Map<string, string>, changes: ReadonlyMap<string, string | undefined>): Map<string, string> {
+  for (const [key, json] of changes) {
+    if (json === undefined) values.delete(key);
+    else values.set(key, json);
+  }
+  return values;
 }
 
 function decode(encoded: string): StoredSession {
   return {
     expiresAt: expiryOf(encoded),
-    createdAt: parseInt(encoded.slice(TIME_WIDTH, 2 * TIME_WIDTH), 36),
+    createdAt: parseInt(encoded.slice(TIME_WIDTH, VALUES_FROM), 36),
     values: decodeValues(encoded),
   };
 }
