@@ -263,7 +263,7 @@ export class RedisProvider implements Provider {
         return parse(reply);
       } catch (error) {
         if (!(error instanceof UnexpectedReply)) throw error;
-        throw new ProviderError(this.name, `${operation}: ${error.message} (is the client configured to map replies differently?)`);
+        throw new ProviderError(this.name, `${operation}: ${error.message}`);
       }
     });
   }
@@ -386,8 +386,13 @@ function globEscape(text: string): string {
 // shapes and throw UnexpectedReply for anything else. Their messages name the
 // shape only, never the content (it holds session data).
 
-/** A reply of a shape the provider does not understand. */
+/** A reply the provider does not understand. */
 class UnexpectedReply extends Error {}
+
+/** An UnexpectedReply for a reply of the wrong shape, the likely cause: a client that maps replies its own way. */
+function wrongShape(expected: string, reply: unknown): UnexpectedReply {
+  return new UnexpectedReply(`expected ${expected}, got ${shape(reply)} (does the client map replies differently?)`);
+}
 
 function shape(reply: unknown): string {
   if (reply === null) return 'null';
@@ -400,14 +405,14 @@ function text(reply: unknown): string {
   if (typeof reply === 'string') return reply;
   // Not `instanceof`: a Buffer of another realm (vm contexts, jest) fails that test.
   if (ArrayBuffer.isView(reply)) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength).toString('utf8');
-  throw new UnexpectedReply(`expected a string reply, got ${shape(reply)}`);
+  throw wrongShape('a string reply', reply);
 }
 
 function integer(reply: unknown): number {
   let value: number | undefined;
   if (typeof reply === 'number' || typeof reply === 'bigint') value = Number(reply);
   else if (typeof reply === 'string' || ArrayBuffer.isView(reply)) value = timestamp(text(reply));
-  if (value === undefined || !Number.isSafeInteger(value)) throw new UnexpectedReply(`expected an integer reply, got ${shape(reply)}`);
+  if (value === undefined || !Number.isSafeInteger(value)) throw wrongShape('an integer reply', reply);
   return value;
 }
 
@@ -422,14 +427,14 @@ function flag(reply: unknown): 0 | 1 {
 function hashFields(reply: unknown): [string, string][] {
   const fields: [string, string][] = [];
   if (Array.isArray(reply)) {
-    if (reply.length % 2 !== 0) throw new UnexpectedReply(`expected field/value pairs, got ${shape(reply)}`);
+    if (reply.length % 2 !== 0) throw wrongShape('field/value pairs', reply);
     for (let i = 0; i < reply.length; i += 2) fields.push([text(reply[i]), text(reply[i + 1])]);
   } else if (Object.prototype.toString.call(reply) === '[object Map]') {
     for (const [field, value] of reply as Map<unknown, unknown>) fields.push([text(field), text(value)]);
   } else if (isPlainObject(reply)) {
     for (const [field, value] of Object.entries(reply)) fields.push([field, text(value)]);
   } else {
-    throw new UnexpectedReply(`expected a hash, got ${shape(reply)}`);
+    throw wrongShape('a hash', reply);
   }
   return fields;
 }
@@ -460,7 +465,7 @@ function expiryReply(reply: unknown): number | undefined {
 }
 
 function scanReply(reply: unknown): { cursor: string; keys: string[] } {
-  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) throw new UnexpectedReply(`expected [cursor, keys] from SCAN, got ${shape(reply)}`);
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) throw wrongShape('[cursor, keys] from SCAN', reply);
   return { cursor: text(reply[0]), keys: reply[1].map(text) };
 }
 
