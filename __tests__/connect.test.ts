@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import { Readable } from 'node:stream';
 import request from 'supertest';
-import { sessions } from '../lib/index';
+import { sessions, type SessionRequest } from '../lib/index';
+import { storageKey } from '../lib/manager';
 import { listen } from './support/http';
 
 describe('without Express', () => {
@@ -11,8 +12,8 @@ describe('without Express', () => {
     const app = connect();
     app.use(sessions());
     app.use((req: IncomingMessage, res: ServerResponse) => {
-      const count = ((req.session.get('count') as number | undefined) ?? 0) + 1;
-      req.session.set('count', count);
+      const count = (((req as SessionRequest).session.get('count') as number | undefined) ?? 0) + 1;
+      (req as SessionRequest).session.set('count', count);
       res.setHeader('Location', '/');
       res.statusCode = 302;
       res.end(String(count));
@@ -32,9 +33,9 @@ describe('without Express', () => {
           res.statusCode = 500;
           return res.end();
         }
-        req.session.set('visits', ((req.session.get('visits') as number | undefined) ?? 0) + 1);
+        (req as SessionRequest).session.set('visits', (((req as SessionRequest).session.get('visits') as number | undefined) ?? 0) + 1);
         res.writeHead(200, { 'Content-Type': 'text/plain' });
-        res.end(`visits=${String(req.session.get('visits'))}`);
+        res.end(`visits=${String((req as SessionRequest).session.get('visits'))}`);
       });
     });
     try {
@@ -52,7 +53,7 @@ describe('without Express', () => {
     const middleware = sessions();
     const { server, url } = await listen((req, res) => {
       middleware(req, res, () => {
-        req.session.set('downloaded', true);
+        (req as SessionRequest).session.set('downloaded', true);
         pipeline(Readable.from(['a', 'b', 'c']), res, () => {});
       });
     });
@@ -61,7 +62,7 @@ describe('without Express', () => {
       expect(res.text).toBe('abc');
       const cookie = (res.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
       const sid = cookie.slice(4);
-      const stored = await middleware.manager.provider.read(sid);
+      const stored = await middleware.manager.provider.read(storageKey(sid));
       expect(stored?.values.get('downloaded')).toBe('true');
     } finally {
       server.close();
@@ -88,8 +89,8 @@ describe('alongside other middleware', () => {
     const middleware = sessions();
     app.use(middleware);
     app.get('/', (req, res) => {
-      req.session.set('n', ((req.session.get('n') as number | undefined) ?? 0) + 1);
-      res.send(`count ${String(req.session.get('n'))}`);
+      (req as SessionRequest).session.set('n', (((req as SessionRequest).session.get('n') as number | undefined) ?? 0) + 1);
+      res.send(`count ${String((req as SessionRequest).session.get('n'))}`);
     });
     const agent = request.agent(app);
     expect((await agent.get('/')).text).toBe('COUNT 1');
@@ -100,11 +101,11 @@ describe('alongside other middleware', () => {
   it('leaves responses of routes outside the middleware alone', async () => {
     const express = (await import('express')).default;
     const app = express();
-    app.get('/outside', (req, res) => res.json({ session: req.session === undefined, id: req.sessionID ?? null }));
+    app.get('/outside', (req, res) => res.json({ session: (req as SessionRequest).session === undefined, id: (req as SessionRequest).sessionID ?? null }));
     const middleware = sessions();
     app.use(middleware);
     app.get('/inside', (req, res) => {
-      req.session.set('a', 1);
+      (req as SessionRequest).session.set('a', 1);
       res.send('ok');
     });
     await request(app).get('/inside').expect(200); // the response methods are intercepted from here on
@@ -114,11 +115,12 @@ describe('alongside other middleware', () => {
     await middleware.manager.close();
   });
 
-  it('lets another library assign req.sessionID and req.session of its own', async () => {
+  it('lets another library assign (req as SessionRequest).sessionID and (req as SessionRequest).session of its own', async () => {
     const { server, url } = await listen((req, res) => {
-      (req as { sessionID: string }).sessionID = 'theirs';
-      req.session = 'theirs too' as never;
-      res.end(`${req.sessionID} ${String(req.session)}`);
+      const theirs = req as unknown as { sessionID: string; session: unknown };
+      theirs.sessionID = 'theirs';
+      theirs.session = 'theirs too';
+      res.end(`${theirs.sessionID} ${String(theirs.session)}`);
     });
     try {
       expect((await request(url).get('/')).text).toBe('theirs theirs too');

@@ -77,6 +77,29 @@ describe.each(EXPRESS_VERSIONS)('the session cookie on %s', (_name, express) => 
     });
   });
 
+  describe('reading the cookie', () => {
+    it('unquotes a quoted value as the cookie package does', async () => {
+      const { app } = buildApp(express);
+      const pair = cookiePair(await request(app).get('/set/a/1'));
+      const res = await request(app).get('/get/a').set('Cookie', `sid="${idOf(pair)}"`);
+      expect(res.body.value).toBe('1');
+    });
+
+    it('tries every cookie of that name in order: the first one that verifies and is known wins', async () => {
+      const provider = new RecordingProvider();
+      const { app } = buildApp(express, { provider, secret: SECRET });
+      const first = cookiePair(await request(app).get('/set/who/first'));
+      const second = cookiePair(await request(app).get('/set/who/second'));
+      const unknown = `sid=${encodeURIComponent(`s:${sign('an-unknown-but-well-formed-id-000', SECRET)}`)}`;
+      const forged = `sid=s%3A${'A'.repeat(43)}.${'B'.repeat(43)}`;
+      provider.reset();
+      const res = await request(app).get('/get/who').set('Cookie', `${forged}; other=x; ${unknown}; ${second}; ${first}`);
+      expect(res.body.value).toBe('second');
+      expect(provider.methods()).toEqual(['read', 'read']); // the forgery never reaches the store; the unknown id, then the known one
+      expect((await request(app).get('/get/who').set('Cookie', `${first}; ${second}`)).body.value).toBe('first');
+    });
+  });
+
   describe('signing', () => {
     it('signs the id in the s: format and accepts it back', async () => {
       const { app } = buildApp(express, { secret: SECRET });

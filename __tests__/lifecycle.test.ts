@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { storageKey } from '../lib/manager';
 import { buildApp } from './support/app';
 import { cookiePair, EXPRESS_VERSIONS, expectNoSetCookie, FakeClock, idOf, setCookie } from './support/http';
 import { gate, RecordingProvider } from './support/recording-provider';
@@ -45,7 +46,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       expect(first.body.isNew).toBe(true);
       const res = await agent.get('/set/username/alice');
       const sid = idOf(cookiePair(res));
-      expect(provider.calls.find((call) => call.method === 'create')?.sid).toBe(sid);
+      expect(provider.calls.find((call) => call.method === 'create')?.sid).toBe(storageKey(sid));
       expect((await agent.get('/read')).body).toEqual({ username: 'alice' });
       expect((await agent.get('/whoami')).body).toMatchObject({ sessionID: sid, isNew: false });
     });
@@ -73,7 +74,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       storing.open();
       const res = await pending;
       expect(res.status).toBe(302);
-      const stored = await provider.inner.read(idOf(cookiePair(res)));
+      const stored = await provider.inner.read(storageKey(idOf(cookiePair(res))));
       expect(stored?.values.get('username')).toBe('"alice"');
     });
   });
@@ -116,7 +117,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       const res = await request(app).get('/incr').set('Cookie', cookie);
       expect(provider.writes()).toEqual(['update']);
       expect(setCookie(res)).toMatch(/Max-Age=50;/);
-      const stored = await provider.inner.read(idOf(cookie));
+      const stored = await provider.inner.read(storageKey(idOf(cookie)));
       expect(stored?.expiresAt).toBe(clock.time + 50_000);
     });
 
@@ -127,7 +128,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       try {
         const agent = request(server);
         await Promise.all(Array.from({ length: 50 }, (_, i) => agent.get(`/set/key${i}/${i}`).set('Cookie', cookie).expect(200)));
-        const stored = await provider.inner.read(idOf(cookie));
+        const stored = await provider.inner.read(storageKey(idOf(cookie)));
         for (let i = 0; i < 50; i++) expect(stored?.values.get(`key${i}`)).toBe(JSON.stringify(String(i)));
         expect(stored?.values.get('username')).toBe('"alice"');
       } finally {
@@ -146,8 +147,28 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       const { app } = setup();
       const res = await request(app).get('/save-then-stream').expect(200);
       expect(res.text).toBe('part one;part two');
-      const stored = await provider.inner.read(idOf(cookiePair(res)));
+      const stored = await provider.inner.read(storageKey(idOf(cookiePair(res))));
       expect(Object.fromEntries(stored!.values)).toEqual({ before: '1', during: '2' });
+    });
+  });
+
+  describe('save()', () => {
+    it('resolves true once stored, false when the session was destroyed elsewhere meanwhile', async () => {
+      const { app } = setup();
+      app.get('/save-twice', async (req, res) => {
+        req.session.set('a', 1);
+        const first = await req.session.save();
+        const storedFirst = (await provider.inner.read(storageKey(req.sessionID)))?.values.get('a');
+        await provider.inner.destroy(storageKey(req.sessionID)); // a logout in another request
+        req.session.set('b', 2);
+        const second = await req.session.save();
+        res.json({ first, storedFirst, second, keys: [...req.session.keys()] });
+      });
+      const cookie = await login(app);
+      const res = await request(app).get('/save-twice').set('Cookie', cookie);
+      expect(res.body).toEqual({ first: true, storedFirst: '1', second: false, keys: [] });
+      expectNoSetCookie(res); // the dead id is not sent again
+      await expect(provider.inner.count(clock.time)).resolves.toBe(0); // and nothing brought it back
     });
   });
 
@@ -158,7 +179,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       const res = await request(app).get('/set/username/victim').set('Cookie', planted);
       const issued = idOf(cookiePair(res));
       expect(issued).not.toBe('attacker-chosen-session-id-123');
-      await expect(provider.inner.read('attacker-chosen-session-id-123')).resolves.toBeUndefined();
+      await expect(provider.inner.read(storageKey('attacker-chosen-session-id-123'))).resolves.toBeUndefined();
     });
   });
 
@@ -170,9 +191,9 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       const res = await request(app).post('/login').set('Cookie', before).expect(302);
       const after = cookiePair(res);
       expect(idOf(after)).not.toBe(idOf(before));
-      const stored = await provider.inner.read(idOf(after));
+      const stored = await provider.inner.read(storageKey(idOf(after)));
       expect(stored?.values.get('cart')).toBe('"3"');
-      await expect(provider.inner.read(idOf(before))).resolves.toBeUndefined();
+      await expect(provider.inner.read(storageKey(idOf(before)))).resolves.toBeUndefined();
       const old = await request(app).get('/read').set('Cookie', before);
       expect(old.body.username).toBeNull();
     });
@@ -180,7 +201,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
     it('does not carry a session destroyed elsewhere over to a new id', async () => {
       const { app } = setup();
       app.post('/late-login', async (req, res) => {
-        await provider.inner.destroy(req.sessionID); // a logout in another request wins the race
+        await provider.inner.destroy(storageKey(req.sessionID)); // a logout in another request wins the race
         await req.session.regenerate();
         res.json({ keys: [...req.session.keys()] });
       });
@@ -204,7 +225,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       const res = await request(app).post('/logout').set('Cookie', cookie).expect(302);
       expect(setCookie(res)).toMatch(/^sid=; Max-Age=0;.*Expires=Thu, 01 Jan 1970/);
       expect(res.headers['cache-control']).toBe('no-store');
-      await expect(provider.inner.read(idOf(cookie))).resolves.toBeUndefined();
+      await expect(provider.inner.read(storageKey(idOf(cookie)))).resolves.toBeUndefined();
     });
 
     it('lets the same request start a new session afterwards', async () => {
@@ -237,7 +258,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
         const late = await pending;
         expect(late.status).toBe(200);
         expectNoSetCookie(late); // the dead id is not sent again
-        await expect(provider.inner.read(idOf(cookie))).resolves.toBeUndefined();
+        await expect(provider.inner.read(storageKey(idOf(cookie)))).resolves.toBeUndefined();
       } finally {
         server.close();
       }
@@ -281,7 +302,7 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       clock.advance(61);
       const res = await request(app).get('/set/k/v').set('Cookie', cookie);
       expect(idOf(cookiePair(res))).not.toBe(idOf(cookie));
-      await expect(provider.inner.read(idOf(cookie))).resolves.toBeUndefined();
+      await expect(provider.inner.read(storageKey(idOf(cookie)))).resolves.toBeUndefined();
     });
   });
 

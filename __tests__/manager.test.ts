@@ -1,6 +1,7 @@
 import express from 'express';
 import request from 'supertest';
 import { createManager, hashId, register, sessions, type SessionEvent } from '../lib/index';
+import { storageKey } from '../lib/manager';
 import { MemoryProvider } from '../lib/providers/memory';
 import { buildApp } from './support/app';
 import { cookiePair, FakeClock, idOf } from './support/http';
@@ -37,7 +38,8 @@ describe('manager', () => {
       const ids = await seed(manager, 2);
       const listed = [];
       for await (const info of manager.sessions()) listed.push(info);
-      expect(listed.map((info) => info.sessionID).sort()).toEqual([...ids].sort());
+      expect(listed.map((info) => info.handle).sort()).toEqual(ids.map(storageKey).sort());
+      expect(JSON.stringify(listed)).not.toContain(ids[0]); // no raw id in a listing
       expect(listed[0].expiresAt).toEqual(new Date(clock.time + 60_000));
       expect(listed.map((info) => info.data.i).sort()).toEqual([0, 1]);
       await manager.close();
@@ -51,6 +53,18 @@ describe('manager', () => {
       await manager.destroy(a);
       expect(await manager.load(a)).toBeUndefined();
       expect(await manager.load(b)).toBeDefined();
+      await manager.close();
+    });
+
+    it('destroys one session by its handle (from sessions())', async () => {
+      const manager = createManager({ clock: clock.now });
+      const [a, b] = await seed(manager, 2);
+      const listed = [];
+      for await (const info of manager.sessions()) listed.push(info);
+      await manager.destroy(listed.find((info) => info.data.i === 0)!.handle);
+      expect(await manager.load(a)).toBeUndefined();
+      expect(await manager.load(b)).toBeDefined();
+      await expect(manager.count()).resolves.toBe(1);
       await manager.close();
     });
 
@@ -134,8 +148,10 @@ describe('manager', () => {
       clock.advance(61);
       await request(own).get('/read').set('Cookie', third);
 
-      expect(events.map(([name]) => name)).toEqual(['created', 'created', 'destroyed', 'regenerated', 'destroyed', 'unknownId', 'created', 'expired']);
-      expect(events[0][1]).toEqual({ id: hashId(idOf(first)) });
+      // regenerate() is one move: a single `regenerated` event for the new id (no created/destroyed pair).
+      expect(events.map(([name]) => name)).toEqual(['created', 'regenerated', 'destroyed', 'unknownId', 'created', 'expired']);
+      expect(events.map(([, event]) => event)).toEqual([idOf(first), idOf(second), idOf(second), idOf(second), idOf(third), idOf(third)].map((sid) => ({ id: hashId(sid) })));
+      expect(hashId(idOf(first))).toBe(storageKey(idOf(first)).slice(0, 12));
       for (const [, event] of events) {
         expect(event.id).toMatch(/^[A-Za-z0-9_-]{12}$/);
         expect(JSON.stringify(event)).not.toContain(idOf(first));
@@ -156,7 +172,7 @@ describe('manager', () => {
       await manager.gc();
       expect(expired).toHaveLength(2);
       provider.failing.add('touch');
-      manager.reportError(new Error('boom'), 'some-session-id-0123456789');
+      manager.reportError(new Error('boom'), storageKey('some-session-id-0123456789')); // the manager reports by storage key
       expect(errors).toEqual([{ id: hashId('some-session-id-0123456789'), error: expect.any(Error) }]);
       await manager.close();
     });

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { buildApp } from './support/app';
-import { cookiePair, EXPRESS_VERSIONS, expectNoSetCookie, SECRET } from './support/http';
+import { cookiePair, EXPRESS_VERSIONS, expectNoSetCookie, FakeClock, SECRET, setCookie } from './support/http';
 import { RecordingProvider } from './support/recording-provider';
 
 describe.each(EXPRESS_VERSIONS)('transports on %s', (_name, express) => {
@@ -49,11 +49,52 @@ describe.each(EXPRESS_VERSIONS)('transports on %s', (_name, express) => {
       expect(follow.body.value).toBe(true);
     });
 
-    it('replaces an id already in the URL', async () => {
+    it('replaces an id already in the URL, however it was encoded', async () => {
       const { app } = buildApp(express, { transports: ['query'], queryParam: 'token' });
-      app.get('/u', (req, res) => res.json({ url: req.session.url('/x?token=old&a=1') }));
-      const { url } = (await request(app).get('/u')).body;
-      expect(url).toMatch(/^\/x\?a=1&token=[A-Za-z0-9_-]{43}$/);
+      const paths = ['/x?token=old&a=1', '/x?%74oken=old&a=1', '/x?token=one&a=1&token=two', '/x?a=hello world&b=%2B#frag'];
+      app.get('/u', (req, res) => res.json({ urls: paths.map((path) => req.session.url(path)), id: req.sessionID }));
+      const { urls, id } = (await request(app).get('/u')).body;
+      expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(urls).toEqual([`/x?token=${id}&a=1`, `/x?token=${id}&a=1`, `/x?token=${id}&a=1`, `/x?a=hello+world&b=%2B&token=${id}#frag`]);
+    });
+
+    it('refuses to put the id into a URL that is not a path of this site', async () => {
+      const { app } = buildApp(express, { transports: ['query'] });
+      const foreign = ['http://evil.example/x', 'https://evil.example', '//evil.example/x', '/\\evil.example/x', 'next', ''];
+      app.get('/u', (req, res) =>
+        res.json(
+          foreign.map((path) => {
+            try {
+              return `accepted: ${req.session.url(path)}`;
+            } catch (err) {
+              return (err as Error).name;
+            }
+          }),
+        ),
+      );
+      expect((await request(app).get('/u')).body).toEqual(foreign.map(() => 'TypeError'));
+    });
+
+    it('refreshes an id that came by URL without planting it in a cookie', async () => {
+      const provider = new RecordingProvider();
+      const clock = new FakeClock();
+      const { app } = buildApp(express, { provider, clock: clock.now, transports: ['query', 'cookie'], touchAfter: 0 });
+      app.get('/link', (req, res) => {
+        req.session.set('a', 1);
+        res.json({ url: req.session.url('/get/a') });
+      });
+      const created = await request(app).get('/link');
+      expect(cookiePair(created)).toMatch(/^sid=[A-Za-z0-9_-]{43}$/); // a new id goes to every transport
+      provider.reset();
+      clock.advance(10);
+      const followed = await request(app).get(created.body.url);
+      expect(followed.body.value).toBe(1);
+      expect(provider.writes()).toEqual(['touch']); // refreshed...
+      expectNoSetCookie(followed); // ...but not turned into a cookie
+      clock.advance(10);
+      const withCookie = await request(app).get('/get/a').set('Cookie', cookiePair(created));
+      expect(withCookie.body.value).toBe(1);
+      expect(setCookie(withCookie)).toMatch(/Max-Age=3600;/); // a cookie-borne id still has its Max-Age refreshed
     });
   });
 

@@ -11,7 +11,11 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { sessions, type SessionMiddleware } from '../lib/index';
+import { sessions, type SessionMiddleware, type SessionRequest } from '../lib/index';
+import { storageKey } from '../lib/manager';
+
+/** Our session (in this program req.session has express-session's type: bench/express-session-types.d.ts). */
+const ours = (req: unknown) => (req as SessionRequest).session;
 import { MemoryProvider } from '../lib/providers/memory';
 import type { SessionOptions } from '../lib/options';
 
@@ -61,14 +65,14 @@ export async function startApp(options: SessionOptions): Promise<RunningApp> {
   const middleware = sessions({ onError: () => undefined, ...options });
   app.use(middleware);
   app.get('/set/:key/:value', (req, res) => {
-    req.session.set(String(req.params.key), req.params.value);
+    ours(req).set(String(req.params.key), req.params.value);
     res.json({ ok: true });
   });
   app.get('/get/:key', (req, res) => {
-    res.json({ value: req.session.get(String(req.params.key)) ?? null });
+    res.json({ value: ours(req).get(String(req.params.key)) ?? null });
   });
   app.get('/whoami', (req, res) => {
-    res.json({ sessionID: req.sessionID, isNew: req.session.isNew });
+    res.json({ sessionID: req.sessionID, isNew: ours(req).isNew });
   });
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
     res.status(err.status ?? 500).json({ error: err.message });
@@ -275,7 +279,7 @@ export async function sessionsLoad(input: {
   for (const [slot, value] of acknowledged) {
     const [s, key] = slot.split(':');
     const pair = cookies[Number(s)];
-    const stored = await provider.read(decodeURIComponent(pair.slice(pair.indexOf('=') + 1)));
+    const stored = await provider.read(storageKey(decodeURIComponent(pair.slice(pair.indexOf('=') + 1)))); // stored under the id's hash
     const json = stored?.values.get(key);
     if (json === undefined || JSON.parse(json) !== value) lostWrites++;
   }

@@ -5,7 +5,7 @@
 import { Manager } from './manager';
 import type { SessionOptions } from './options';
 
-export { sessions, type SessionMiddleware, type NextFunction } from './middleware';
+export { sessions, type SessionMiddleware, type NextFunction, type SessionRequest, type SessionFields } from './middleware';
 export { Manager, hashId, type SessionInfo, type SessionEvent } from './manager';
 export { Session, type SessionData, type SessionValue } from './session';
 export { SessionError, OptionError, ProviderError } from './errors';

@@ -5,16 +5,23 @@ import { resolveOptions, SESSION_ID_PATTERN, type ResolvedOptions, type SessionO
 import type { Provider, StoredSession } from './providers/provider';
 import { resolveProvider } from './providers/registry';
 
-/** One entry of `manager.sessions()`. */
+/** One entry of `manager.sessions()`: no raw id, only the handle the store keeps. */
 export interface SessionInfo {
-  sessionID: string;
-  data: Record<string, unknown>;
+  /** The stable, non-secret name of the session (the hash the store keeps): safe for admin pages; `manager.destroy()` takes it. */
+  handle: string;
+  createdAt: Date;
   expiresAt: Date;
+  data: Record<string, unknown>;
 }
 
-/** Where a stored session stands: its id and lifetimes (milliseconds since the epoch). */
+/**
+ * Where a stored session stands (internal): its id, the key the store keeps
+ * it under, and its lifetimes (milliseconds since the epoch).
+ * @internal
+ */
 export interface SessionRecord {
   sid: string;
+  key: string;
   createdAt: number;
   expiresAt: number;
 }
@@ -51,12 +58,12 @@ export class Manager extends EventEmitter {
     this.#scheduleGc();
   }
 
-  /** The current time in milliseconds (the injectable clock). */
+  /** The current time in milliseconds (the injectable clock). @internal */
   now(): number {
     return this.options.clock();
   }
 
-  /** A fresh id from `genid`, checked so a bad generator fails loudly instead of issuing weak ids. */
+  /** A fresh id from `genid`, checked so a bad generator fails loudly instead of issuing weak ids. @internal */
   generateId(): string {
     const sid = this.options.genid();
     if (typeof sid !== 'string' || !SESSION_ID_PATTERN.test(sid)) {
@@ -65,89 +72,140 @@ export class Manager extends EventEmitter {
     return sid;
   }
 
-  /** The deadline of a session created at `createdAt` and used at `now`: idle timeout, capped by the absolute one. */
+  /** The deadline of a session created at `createdAt` and used at `now`: idle timeout, capped by the absolute one. @internal */
   expiryFor(createdAt: number, now: number): number {
     const idle = now + this.options.maxLifetimeMs;
     const { absoluteLifetimeMs } = this.options;
     return absoluteLifetimeMs === undefined ? idle : Math.min(idle, createdAt + absoluteLifetimeMs);
   }
 
-  /** Whether a read-only use at `now` should refresh the stored expiry (throttled by `touchAfter`). */
+  /** Whether a read-only use at `now` should refresh the stored expiry (throttled by `touchAfter`). @internal */
   shouldTouch(record: SessionRecord, now: number): boolean {
     const gain = this.expiryFor(record.createdAt, now) - record.expiresAt;
     return gain > 0 && gain >= this.options.touchAfterMs;
   }
 
   /**
-   * The live session stored under `sid`, or undefined (unknown, destroyed or
+   * The live session stored for `sid`, or undefined (unknown, destroyed or
    * expired: never adopted). Answers synchronously when the provider can
    * (`readNow`), else with a Promise.
+   * @internal
    */
-  load(sid: string): StoredSession | undefined | Promise<StoredSession | undefined> {
+  load(sid: string): LoadedSession | undefined | Promise<LoadedSession | undefined> {
     const { provider } = this;
-    if (provider.readNow === undefined) return this.#call('read', () => provider.read(sid)).then((stored) => this.#live(sid, stored));
+    const key = storageKey(sid);
+    if (provider.readNow === undefined) return this.#call('read', () => provider.read(key)).then((stored) => this.#live(sid, key, stored));
     try {
-      return this.#live(sid, provider.readNow(sid));
+      return this.#live(sid, key, provider.readNow(key));
     } catch (err) {
       return Promise.reject(this.#wrap('read', err));
     }
   }
 
-  #live(sid: string, stored: StoredSession | undefined): StoredSession | undefined {
+  #live(sid: string, key: string, stored: StoredSession | undefined): LoadedSession | undefined {
     if (stored === undefined) {
-      this.#emit('unknownId', sid);
+      this.#emit('unknownId', key);
       return undefined;
     }
     if (stored.expiresAt <= this.now()) {
-      this.#emit('expired', sid);
-      this.provider.destroy(sid).catch((err) => this.reportError(err, sid));
+      this.#emit('expired', key);
+      this.provider.destroy(key).catch((err) => this.reportError(err, key));
       return undefined;
     }
-    return stored;
+    return { record: { sid, key, createdAt: stored.createdAt, expiresAt: stored.expiresAt }, values: stored.values };
   }
 
-  /** Stores a new session with `values` under `preferredSid` when given and free, else a fresh id. */
+  /** Stores a new session with `values` under `preferredSid` when given and free, else a fresh id. @internal */
   async create(values: ReadonlyMap<string, string>, preferredSid?: string): Promise<SessionRecord> {
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = attempt === 0 && preferredSid !== undefined ? preferredSid : this.generateId();
+      const key = storageKey(sid);
       const createdAt = this.now();
       const expiresAt = this.expiryFor(createdAt, createdAt);
-      if (await this.#call('create', () => this.provider.create(sid, values, createdAt, expiresAt))) {
-        this.#emit('created', sid);
-        return { sid, createdAt, expiresAt };
+      if (await this.#call('create', () => this.provider.create(key, values, createdAt, expiresAt))) {
+        this.#emit('created', key);
+        return { sid, key, createdAt, expiresAt };
       }
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
   }
 
-  /** Applies per-key changes and slides the expiry; resolves the new expiry, or undefined when the session is gone. */
+  /** Applies per-key changes and slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */
   async update(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<number | undefined> {
     const now = this.now();
     const expiresAt = this.expiryFor(record.createdAt, now);
-    const updated = await this.#call('update', () => this.provider.update(record.sid, changes, expiresAt, now));
+    const updated = await this.#call('update', () => this.provider.update(record.key, changes, expiresAt, now));
     return updated ? expiresAt : undefined;
   }
 
-  /** Slides the expiry; resolves the new expiry, or undefined when the session is gone. */
+  /** Slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */
   async touch(record: SessionRecord): Promise<number | undefined> {
     const now = this.now();
     const expiresAt = this.expiryFor(record.createdAt, now);
-    const touched = await this.#call('touch', () => this.provider.touch(record.sid, expiresAt, now));
+    const touched = await this.#call('touch', () => this.provider.touch(record.key, expiresAt, now));
     return touched ? expiresAt : undefined;
   }
 
-  /** Moves a session's data to a fresh id; the old id is dead afterwards. */
-  async regenerate(oldSid: string, values: ReadonlyMap<string, string>): Promise<SessionRecord> {
-    const record = await this.create(values);
-    await this.destroy(oldSid);
-    this.#emit('regenerated', record.sid);
-    return record;
+  /**
+   * Moves a live session to a fresh id: the new session starts from the values
+   * stored *now* plus `changes`, and the old id is dead. Resolves undefined,
+   * creating nothing, when the old session is gone (destroyed or expired
+   * elsewhere: a logout that landed first stays a logout).
+   * @internal
+   */
+  async regenerate(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<LoadedSession | undefined> {
+    for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+      const sid = this.generateId();
+      const key = storageKey(sid);
+      const now = this.now();
+      const expiresAt = this.expiryFor(now, now);
+      const values = await this.#call('regenerate', () => this.#move(record.key, key, changes, now, expiresAt));
+      if (values === undefined) return undefined;
+      if (values === false) continue; // the new id was taken: draw another
+      this.#emit('regenerated', key);
+      return { record: { sid, key, createdAt: now, expiresAt }, values };
+    }
+    throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
   }
 
-  /** Deletes a session (log out). A missing id is a no-op. */
-  async destroy(sid: string): Promise<void> {
-    await this.#call('destroy', () => this.provider.destroy(sid));
-    this.#emit('destroyed', sid);
+  /**
+   * `provider.move`, or, for a provider without it, read → create → check
+   * that the old session survived → destroy it. The fallback catches a logout
+   * that lands before its last step, not one that lands during it.
+   */
+  async #move(from: string, to: string, changes: ReadonlyMap<string, string | undefined>, createdAt: number, expiresAt: number): Promise<Map<string, string> | undefined | false> {
+    const { provider } = this;
+    const now = createdAt;
+    if (provider.move) return provider.move(from, to, changes, createdAt, expiresAt, now);
+    const stored = await provider.read(from);
+    if (stored === undefined || stored.expiresAt <= now) return undefined;
+    const values = new Map(stored.values);
+    for (const [name, json] of changes) {
+      if (json === undefined) values.delete(name);
+      else values.set(name, json);
+    }
+    if (!(await provider.create(to, values, createdAt, expiresAt))) return false;
+    if (!(await provider.touch(from, stored.expiresAt, now))) {
+      await provider.destroy(to); // the old session died meanwhile: so does the new one
+      return undefined;
+    }
+    await provider.destroy(from);
+    return values;
+  }
+
+  /**
+   * Ends a session (log out): give its raw id, or its handle (from
+   * `sessions()` or `req.session.handle`). An unknown one is a no-op.
+   */
+  async destroy(handleOrId: string): Promise<void> {
+    const keys = HANDLE_PATTERN.test(handleOrId) ? [handleOrId, storageKey(handleOrId)] : [storageKey(handleOrId)];
+    for (const key of keys) await this.destroyKey(key);
+  }
+
+  /** @internal */
+  async destroyKey(key: string): Promise<void> {
+    await this.#call('destroy', () => this.provider.destroy(key));
+    this.#emit('destroyed', key);
   }
 
   /** How many sessions are live now: the online-users count. */
@@ -157,7 +215,7 @@ export class Manager extends EventEmitter {
 
   /** Deletes expired sessions now; resolves how many. */
   async gc(): Promise<number> {
-    const onExpired = this.listenerCount('expired') > 0 ? (sid: string) => this.#emit('expired', sid) : undefined;
+    const onExpired = this.listenerCount('expired') > 0 ? (key: string) => this.#emit('expired', key) : undefined;
     return this.#call('gc', () => this.provider.gc(this.now(), onExpired));
   }
 
@@ -167,9 +225,9 @@ export class Manager extends EventEmitter {
     for (;;) {
       const next = await this.#call('entries', () => iterator.next());
       if (next.done) return;
-      const { sid, values, expiresAt } = next.value;
+      const { sid: handle, values, createdAt, expiresAt } = next.value;
       const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)]));
-      yield { sessionID: sid, data, expiresAt: new Date(expiresAt) };
+      yield { handle, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt), data };
     }
   }
 
@@ -182,11 +240,11 @@ export class Manager extends EventEmitter {
     return this.#closed;
   }
 
-  /** Routes an error that has no request to go to: `onError` and the `error` event. */
-  reportError(err: unknown, sid?: string): void {
+  /** Routes an error that has no request to go to: `onError` and the `error` event. @internal */
+  reportError(err: unknown, key?: string): void {
     const error = err instanceof Error ? err : new Error(String(err));
     this.options.onError(error);
-    if (this.listenerCount('error') > 0) this.emit('error', { id: sid === undefined ? '' : hashId(sid), error });
+    if (this.listenerCount('error') > 0) this.emit('error', { id: key === undefined ? '' : eventId(key), error });
   }
 
   #scheduleGc(): void {
@@ -201,8 +259,8 @@ export class Manager extends EventEmitter {
     this.#gcTimer.unref();
   }
 
-  #emit(event: string, sid: string): void {
-    if (this.listenerCount(event) > 0) this.emit(event, { id: hashId(sid) } satisfies SessionEvent);
+  #emit(event: string, key: string): void {
+    if (this.listenerCount(event) > 0) this.emit(event, { id: eventId(key) } satisfies SessionEvent);
   }
 
   /** Runs a provider call; a failure becomes a 503 `ProviderError` naming the provider and the operation. */
@@ -220,7 +278,30 @@ export class Manager extends EventEmitter {
   }
 }
 
-/** A short, stable, one-way tag for a session id, safe to log. */
+/** A stored session as the manager hands it to a request. @internal */
+export interface LoadedSession {
+  record: SessionRecord;
+  values: Map<string, string>;
+}
+
+/** What `storageKey` produces: 43 characters of base64url. */
+const HANDLE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * The key a session is stored under, which is also its handle: the SHA-256 of
+ * its id. A copy of the store (a backup, a replica) then holds no usable id,
+ * and 256 random bits need no key to be safe from guessing.
+ */
+export function storageKey(sid: string): string {
+  return createHash('sha256').update(sid).digest('base64url');
+}
+
+/** The short tag events and logs carry: the start of the storage key. */
+function eventId(key: string): string {
+  return key.slice(0, 12);
+}
+
+/** A short, stable, one-way tag for a session id, safe to log (the same as events carry). */
 export function hashId(sid: string): string {
-  return createHash('sha256').update(sid).digest('base64url').slice(0, 12);
+  return eventId(storageKey(sid));
 }

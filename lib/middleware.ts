@@ -1,23 +1,46 @@
-import { IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SessionError } from './errors';
-import { Manager } from './manager';
+import { Manager, type LoadedSession } from './manager';
 import type { SessionOptions } from './options';
-import type { StoredSession } from './providers/provider';
-import { RequestSession } from './request-session';
-import { ResponseHook } from './response-hook';
+import { RequestSession, type IdOutcome } from './request-session';
+import { ResponseGate } from './response-gate';
 import type { Session } from './session';
-import { IdTransport } from './transport';
+import { IdTransport, type IncomingId } from './transport';
 
-declare module 'http' {
-  interface IncomingMessage {
-    /** This request's session (session-manager). Always defined in routes after the middleware. */
-    session: Session;
-    /** Mirrors `req.session.sessionID`. */
-    readonly sessionID: string;
-    /** Deletes the session from the store and clears the cookie: log out. */
-    destroySession(): Promise<void>;
+/** What the middleware adds to a request. */
+export interface SessionFields {
+  /** This request's session (session-manager). Always defined in routes after the middleware. */
+  session: Session;
+  /** Mirrors `req.session.sessionID`. */
+  readonly sessionID: string;
+  /** Deletes the session from the store and clears the cookie: log out. */
+  destroySession(): Promise<void>;
+}
+
+/** A plain Node/Connect request after the middleware ran: `(req: SessionRequest, res) => req.session.get('user')`. */
+export type SessionRequest = IncomingMessage & SessionFields;
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace SessionManager {
+    /**
+     * Type switches an app sets by merging. An app that also has
+     * `@types/express-session` installed (say, in `compat: 'express-session'`
+     * mode) declares `interface TypeConfig { expressSessionTypes: true }`:
+     * `req.session` then keeps express-session's type, and both compile.
+     */
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+    interface TypeConfig {}
+  }
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    // Merged into Express's Request, the way every session library does it.
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+    interface Request extends SessionProperty, Omit<SessionFields, 'session'> {}
   }
 }
+
+type SessionProperty = SessionManager.TypeConfig extends { expressSessionTypes: true } ? object : Pick<SessionFields, 'session'>;
 
 export type NextFunction = (err?: unknown) => void;
 
@@ -27,44 +50,8 @@ export interface SessionMiddleware {
   readonly manager: Manager;
 }
 
-const bound = new WeakMap<IncomingMessage, RequestSession>();
-
-// `req.session`, `req.sessionID` and `req.destroySession()` are accessors on the
-// prototype, defined once, reading a WeakMap: Express swaps every request's
-// prototype, and adding an own property to such an object costs microseconds.
-Object.defineProperties(IncomingMessage.prototype, {
-  session: {
-    configurable: true,
-    get(this: IncomingMessage) {
-      return bound.get(this)?.session;
-    },
-    set(this: IncomingMessage, value: unknown) {
-      ownProperty(this, 'session', value); // an app (or another library) may still assign its own
-    },
-  },
-  sessionID: {
-    configurable: true,
-    get(this: IncomingMessage) {
-      return bound.get(this)?.id();
-    },
-    set(this: IncomingMessage, value: unknown) {
-      ownProperty(this, 'sessionID', value);
-    },
-  },
-  destroySession: {
-    configurable: true,
-    writable: true,
-    value(this: IncomingMessage): Promise<void> {
-      const requestSession = bound.get(this);
-      if (requestSession === undefined) return Promise.reject(new SessionError('destroySession(): no session middleware ran for this request'));
-      return requestSession.destroy();
-    },
-  },
-});
-
-function ownProperty(target: object, name: string, value: unknown): void {
-  Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: true });
-}
+/** Which middleware bound a request, so a second instance meeting it is caught. */
+const boundBy = new WeakMap<IncomingMessage, Manager>();
 
 /**
  * Server-side sessions as Connect/Express middleware: loads `req.session`
@@ -80,30 +67,93 @@ export function sessions(options?: SessionOptions): SessionMiddleware {
   const transport = new IdTransport(manager.options);
   const report = (err: unknown): void => manager.reportError(err);
 
-  const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, requestSession: RequestSession): void => {
-    bound.set(req, requestSession);
-    new ResponseHook(req, res, requestSession, transport, next, report).install();
+  const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, incoming: IncomingId | undefined, loaded: LoadedSession | undefined): void => {
+    const requestSession = new RequestSession(manager, transport, req, incoming, loaded);
+    bindRequest(req, requestSession);
+    const gateSession = {
+      hasPendingWork: () => requestSession.hasPendingWork(),
+      commit: (headersSent: boolean) => requestSession.commit(headersSent),
+      writeIdHeaders: (response: ServerResponse) => writeIdHeaders(req, response, requestSession.outcome(), transport),
+    };
+    new ResponseGate(req, res, gateSession, (err) => next(asStoreError(err)), report);
     next();
   };
 
   const middleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction): void => {
-    if (bound.has(req)) return next(); // mounted twice: the first one owns the request
-    const incoming = transport.read(req);
-    if (incoming === undefined) {
-      // No valid id: no store round trip at all.
-      return begin(req, res, next, new RequestSession(manager, transport, req, undefined, undefined));
+    const owner = boundBy.get(req);
+    if (owner === manager) return next(); // the same middleware mounted twice: the first run owns the request
+    if (owner !== undefined) {
+      return next(new SessionError('two different sessions() middlewares ran for one request; mount one (use one instance for every route), or give each its own routes', { status: 500 }));
     }
-    const loaded = (stored: StoredSession | undefined): void => {
-      const found = stored && { record: { sid: incoming.sid, createdAt: stored.createdAt, expiresAt: stored.expiresAt }, values: stored.values };
-      begin(req, res, next, new RequestSession(manager, transport, req, incoming, found));
-    };
-    const stored = manager.load(incoming.sid);
-    if (!(stored instanceof Promise)) return loaded(stored); // an in-process provider answered at once
-    stored.then(loaded, (err) => {
-      // A store outage is an error, never a silent "no session"; error handlers still find a req.session.
-      bound.set(req, new RequestSession(manager, transport, req, undefined, undefined));
-      next(err);
-    });
+    boundBy.set(req, manager);
+    const candidates = transport.candidates(req);
+    if (candidates.length === 0) return begin(req, res, next, undefined, undefined); // no valid id: no store round trip at all
+    const found = firstKnown(manager, candidates, 0);
+    if (!(found instanceof Promise)) return begin(req, res, next, found?.incoming, found?.loaded); // an in-process provider answered at once
+    found.then(
+      (result) => begin(req, res, next, result?.incoming, result?.loaded),
+      (err: unknown) => {
+        // A store outage is an error, never a silent "no session"; error handlers still find a req.session.
+        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined));
+        next(err);
+      },
+    );
   };
   return Object.assign(middleware, { manager });
+}
+
+type Found = { incoming: IncomingId; loaded: LoadedSession } | undefined;
+
+/** The first candidate id the store knows, in order; synchronous while the provider answers synchronously. */
+function firstKnown(manager: Manager, candidates: IncomingId[], from: number): Found | Promise<Found> {
+  for (let i = from; i < candidates.length; i++) {
+    const loaded = manager.load(candidates[i].sid);
+    if (loaded instanceof Promise) {
+      return loaded.then((result) => (result ? { incoming: candidates[i], loaded: result } : firstKnown(manager, candidates, i + 1)));
+    }
+    if (loaded) return { incoming: candidates[i], loaded };
+  }
+  return undefined;
+}
+
+/**
+ * `req.session`, `req.sessionID` and `req.destroySession()` as own properties
+ * of this request: Node's classes and Express's shared prototypes stay as they are.
+ */
+function bindRequest(req: IncomingMessage, requestSession: RequestSession): void {
+  Object.defineProperties(req, {
+    session: { configurable: true, enumerable: true, writable: true, value: requestSession.session },
+    sessionID: {
+      configurable: true,
+      enumerable: true,
+      get: () => requestSession.id(),
+      // Another library may assign its own.
+      set: (value: unknown) => Object.defineProperty(req, 'sessionID', { configurable: true, enumerable: true, writable: true, value }),
+    },
+    destroySession: { configurable: true, writable: true, value: () => requestSession.destroy() },
+  });
+}
+
+function asStoreError(err: unknown): SessionError {
+  return err instanceof SessionError ? err : new SessionError('saving the session failed', { cause: err, status: 503 });
+}
+
+function writeIdHeaders(req: IncomingMessage, res: ServerResponse, outcome: IdOutcome, transport: IdTransport): void {
+  let wrote = false;
+  if (outcome.kind === 'send') wrote = transport.send(req, res, outcome.value, outcome.maxAgeMs, outcome.idChanged, outcome.via);
+  else if (outcome.kind === 'clear') wrote = transport.clear(req, res);
+  if (!wrote) return;
+  // Responses that set or clear an id must not be cached by anyone else (or replayed to someone else).
+  const cacheControl = res.getHeader('cache-control');
+  res.setHeader('Cache-Control', cacheControl === undefined ? 'no-store' : privateOnly(String(cacheControl)));
+}
+
+/** An app's Cache-Control, narrowed so no shared cache keeps a response that carries a session id. */
+function privateOnly(cacheControl: string): string {
+  if (/(^|[\s,])(private|no-store)([\s,=]|$)/i.test(cacheControl)) return cacheControl;
+  const kept = cacheControl
+    .split(',')
+    .map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && !/^(public|s-maxage\s*=.*)$/i.test(directive));
+  return ['private', ...kept].join(', ');
 }

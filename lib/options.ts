@@ -231,12 +231,14 @@ function resolveCookie(cookie: unknown, cookieName: string): ResolvedOptions['co
   if (priority !== undefined && !['low', 'medium', 'high'].includes(priority)) fail('cookie.priority', priority, "'low', 'medium' or 'high'");
 
   // Cookie prefixes: https://datatracker.ietf.org/doc/html/draft-ietf-httpbis-rfc6265bis#section-4.1.3
-  if (cookieName.startsWith('__Host-')) {
+  // Browsers match the prefixes case-insensitively (and then reject a cookie that breaks their rules).
+  const prefix = cookieName.toLowerCase();
+  if (prefix.startsWith('__host-')) {
     if (domain !== undefined) fail('cookie.domain', domain, 'a __Host- cookie must not have a domain');
     if (path !== '/') fail('cookie.path', path, "a __Host- cookie needs path '/'");
     if (secure !== true) fail('cookie.secure', secure, 'a __Host- cookie needs secure: true');
   }
-  if (cookieName.startsWith('__Secure-') && secure !== true) fail('cookie.secure', secure, 'a __Secure- cookie needs secure: true');
+  if (prefix.startsWith('__secure-') && secure !== true) fail('cookie.secure', secure, 'a __Secure- cookie needs secure: true');
   // Browsers reject SameSite=None without Secure; 'auto' would send it over HTTP.
   if (sameSite === 'none' && secure !== true) fail('cookie.secure', secure, "sameSite 'none' needs secure: true");
   if (partitioned && secure !== true) fail('cookie.secure', secure, 'a partitioned cookie needs secure: true');

@@ -1,13 +1,29 @@
 import type { IncomingMessage } from 'node:http';
-import type { Manager, SessionRecord } from './manager';
-import { allValues, hasChanges, resetSession, Session, takeChanges, type SessionHost } from './session';
+import type { LoadedSession, Manager, SessionRecord } from './manager';
+import { ChangeLog, Session, type SessionHost } from './session';
 import { withIdInUrl, type IncomingId, type IdTransport } from './transport';
 
 /** What the response must carry about the id once the session is committed. */
 export type IdOutcome =
   | { kind: 'none' }
-  | { kind: 'send'; value: string; maxAgeMs: number; idChanged: boolean }
+  | { kind: 'send'; value: string; maxAgeMs: number; idChanged: boolean; via: IncomingId['via'] | undefined }
   | { kind: 'clear' };
+
+/**
+ * Where this request's session stands; every step below moves between these.
+ * - `new`: nothing stored (a new visitor, or after a logout: `clearClient`
+ *   says the client holds an id it must forget, `destroyed` that no empty
+ *   session may be stored in this request any more).
+ * - `stored`: bound to a stored session. `idChanged`: this request created or
+ *   regenerated it, so the id must be sent; `refreshed`: its expiry moved, so
+ *   the cookie's Max-Age must be re-sent.
+ * - `lost`: the session was destroyed or expired elsewhere during this
+ *   request. Terminal: nothing is stored or sent for it any more.
+ */
+type IdState =
+  | { kind: 'new'; pendingId: string | undefined; clearClient: boolean; destroyed: boolean }
+  | { kind: 'stored'; record: SessionRecord; idChanged: boolean; refreshed: boolean }
+  | { kind: 'lost'; throwawayId: string | undefined };
 
 /**
  * One request's view of its session: binds a `Session` to the manager, decides
@@ -17,48 +33,55 @@ export type IdOutcome =
  */
 export class RequestSession implements SessionHost {
   readonly session: Session;
+  readonly #log: ChangeLog;
   readonly #manager: Manager;
   readonly #transport: IdTransport;
   readonly #req: IncomingMessage;
-  /** The stored session this request is bound to; undefined until one exists. */
-  #record: SessionRecord | undefined;
-  /** The id a new, not yet stored session will get. */
-  #pendingId: string | undefined;
-  /** The encoded id the client sent, reusable when the id has not changed. */
-  #incoming: IncomingId | undefined;
-  #idChanged = false;
-  #expiryRefreshed = false;
-  #clearClient = false;
-  #isNew: boolean;
+  #state: IdState;
+  /** The id as the client sent it (reusable when the id has not changed), and by which transport. */
+  readonly #incoming: IncomingId | undefined;
   /** The last queued storage step, while any is in flight. */
   #queue: Promise<unknown> | undefined;
 
-  constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: { record: SessionRecord; values: Map<string, string> } | undefined) {
+  constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
     this.#transport = transport;
     this.#req = req;
     this.#incoming = loaded ? incoming : undefined;
-    this.#record = loaded?.record;
-    this.#isNew = loaded === undefined;
-    this.session = new Session(loaded?.values ?? new Map(), this);
+    this.#state = loaded
+      ? { kind: 'stored', record: loaded.record, idChanged: false, refreshed: false }
+      : { kind: 'new', pendingId: undefined, clearClient: false, destroyed: false };
+    this.#log = new ChangeLog(loaded?.values ?? new Map());
+    this.session = new Session(this.#log, this);
   }
 
   id(): string {
-    if (this.#record) return this.#record.sid;
-    this.#pendingId ??= this.#manager.generateId();
-    return this.#pendingId;
+    const state = this.#state;
+    switch (state.kind) {
+      case 'stored':
+        return state.record.sid;
+      case 'new':
+        // Drawn on first use, and kept: an id the app already saw (e.g. in links from url()) is the one stored.
+        return (state.pendingId ??= this.#manager.generateId());
+      case 'lost':
+        return (state.throwawayId ??= this.#manager.generateId()); // never stored, never sent
+    }
   }
 
   isNew(): boolean {
-    return this.#isNew;
+    return this.#state.kind !== 'stored' || this.#state.idChanged;
+  }
+
+  handle(): string | undefined {
+    return this.#state.kind === 'stored' ? this.#state.record.key : undefined;
   }
 
   url(path: string): string {
     return withIdInUrl(path, this.#manager.options.queryParam, this.#encodedId());
   }
 
-  save(): Promise<void> {
-    return this.#enqueue(() => this.#commit(false));
+  save(): Promise<boolean> {
+    return this.#enqueue(() => this.#commit(false)).then(() => this.#state.kind !== 'lost');
   }
 
   /** Saves pending changes before the response: `headersSent` when they can no longer carry a new id. */
@@ -68,37 +91,27 @@ export class RequestSession implements SessionHost {
 
   regenerate(): Promise<void> {
     return this.#enqueue(async () => {
-      if (this.#record === undefined) {
-        this.#pendingId = undefined; // never stored: a new id costs nothing
+      const state = this.#state;
+      if (state.kind === 'new') {
+        state.pendingId = undefined; // never stored: a new id costs nothing
         return;
       }
-      // A session destroyed elsewhere (a logout) must not live on under a new id.
-      if ((await this.#manager.touch(this.#record)) === undefined) {
-        this.#lost();
-        resetSession(this.session);
-        return;
-      }
-      takeChanges(this.session); // folded into the values the new id gets
-      this.#record = await this.#manager.regenerate(this.#record.sid, allValues(this.session));
-      this.#incoming = undefined;
-      this.#idChanged = true;
-      this.#expiryRefreshed = true;
-      this.#isNew = true;
+      if (state.kind === 'lost') return;
+      // One atomic step: the stored values as they are now, plus this request's changes, under a new id.
+      const moved = await this.#manager.regenerate(state.record, this.#log.take());
+      if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
+      this.#log.reset(moved.values);
+      this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
     });
   }
 
   destroy(): Promise<void> {
     return this.#enqueue(async () => {
-      if (this.#record) await this.#manager.destroy(this.#record.sid);
-      // Tell the client to forget any id it holds or we sent; a later set() starts a new session.
-      this.#clearClient = this.#clearClient || this.#record !== undefined || this.#idChanged;
-      this.#record = undefined;
-      this.#pendingId = undefined;
-      this.#incoming = undefined;
-      this.#idChanged = false;
-      this.#expiryRefreshed = false;
-      this.#isNew = true;
-      resetSession(this.session);
+      const state = this.#state;
+      if (state.kind === 'stored') await this.#manager.destroyKey(state.record.key);
+      // The client forgets an id it sent us; an id created in this request never reached it.
+      this.#state = { kind: 'new', pendingId: undefined, clearClient: this.#incoming !== undefined, destroyed: true };
+      this.#log.reset();
     });
   }
 
@@ -107,78 +120,97 @@ export class RequestSession implements SessionHost {
    * flight. When not, the response goes out at once, with no promise in the way.
    */
   hasPendingWork(): boolean {
-    if (this.#queue !== undefined || hasChanges(this.session)) return true;
-    const record = this.#record;
-    if (record === undefined) return this.#storesEmpty();
-    return this.#manager.shouldTouch(record, this.#manager.now());
+    if (this.#queue !== undefined) return true;
+    const state = this.#state;
+    switch (state.kind) {
+      case 'stored':
+        return this.#log.hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
+      case 'new':
+        return this.#log.hasChanges() || this.#storesEmpty(state);
+      case 'lost':
+        return false;
+    }
   }
 
   /** What the response must carry about the id, after the last commit. */
   outcome(): IdOutcome {
-    const record = this.#record;
-    if (record !== undefined && (this.#idChanged || this.#expiryRefreshed)) {
-      return {
-        kind: 'send',
-        value: this.#encodedId(),
-        maxAgeMs: record.expiresAt - this.#manager.now(),
-        idChanged: this.#idChanged,
-      };
+    const state = this.#state;
+    switch (state.kind) {
+      case 'stored':
+        if (!state.idChanged && !state.refreshed) return { kind: 'none' };
+        return {
+          kind: 'send',
+          value: this.#encodedId(),
+          maxAgeMs: state.record.expiresAt - this.#manager.now(),
+          idChanged: state.idChanged,
+          via: state.idChanged ? undefined : this.#incoming?.via,
+        };
+      case 'new':
+        return state.clearClient ? { kind: 'clear' } : { kind: 'none' };
+      case 'lost':
+        return { kind: 'none' };
     }
-    return this.#clearClient && record === undefined ? { kind: 'clear' } : { kind: 'none' };
   }
 
   #encodedId(): string {
-    if (this.#incoming?.current && this.#record?.sid === this.#incoming.sid) return this.#incoming.raw;
+    const state = this.#state;
+    const incoming = this.#incoming;
+    if (state.kind === 'stored' && !state.idChanged && incoming?.current) return incoming.raw;
     return this.#transport.encode(this.id(), this.#req);
   }
 
   async #commit(headersSent: boolean): Promise<void> {
     const manager = this.#manager;
-    const record = this.#record;
-    if (record === undefined) {
-      if (!hasChanges(this.session) && !this.#storesEmpty()) return;
-      if (headersSent) {
-        manager.reportError(new Error('[session-manager] a new session got data after the response started; it cannot reach the client and was not saved'));
+    const state = this.#state;
+    switch (state.kind) {
+      case 'lost':
+        return;
+      case 'new': {
+        if (!this.#log.hasChanges() && !this.#storesEmpty(state)) return;
+        if (headersSent) {
+          manager.reportError(new Error('[session-manager] a new session got data after the response started; it cannot reach the client and was not saved'));
+          return;
+        }
+        this.#log.take(); // folded into the values stored
+        const record = await manager.create(new Map(this.#log.values), state.pendingId);
+        this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };
         return;
       }
-      takeChanges(this.session);
-      // An id the app already saw (e.g. in links from url()) is the one stored.
-      this.#record = await manager.create(allValues(this.session), this.#pendingId);
-      this.#pendingId = undefined;
-      this.#idChanged = true;
-      return;
+      case 'stored': {
+        const { record } = state;
+        let expiresAt: number | null | undefined;
+        if (this.#log.hasChanges()) {
+          expiresAt = await manager.update(record, this.#log.take());
+        } else {
+          if (!manager.shouldTouch(record, manager.now())) return;
+          // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
+          // A failed refresh is reported but does not fail a request that only read.
+          expiresAt = await manager.touch(record).catch((err: unknown) => {
+            manager.reportError(err, record.key);
+            return null;
+          });
+          if (expiresAt === null) return;
+        }
+        if (expiresAt === undefined) return this.#lose();
+        record.expiresAt = expiresAt;
+        state.refreshed = true;
+      }
     }
-    if (hasChanges(this.session)) {
-      const expiresAt = await manager.update(record, takeChanges(this.session));
-      if (expiresAt === undefined) return this.#lost();
-      record.expiresAt = expiresAt;
-      this.#expiryRefreshed = true;
-      return;
-    }
-    if (!manager.shouldTouch(record, manager.now())) return;
-    // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
-    // A failed refresh is reported but does not fail a request that only read.
-    const expiresAt = await manager.touch(record).catch((err: unknown) => {
-      manager.reportError(err, record.sid);
-      return null;
-    });
-    if (expiresAt === null) return;
-    if (expiresAt === undefined) return this.#lost();
-    record.expiresAt = expiresAt;
-    this.#expiryRefreshed = true;
   }
 
-  /** saveUninitialized stores a session with nothing in it — but not right after a logout. */
-  #storesEmpty(): boolean {
-    return this.#manager.options.saveUninitialized && !this.#clearClient;
+  /** saveUninitialized stores a session with nothing in it — but not once this request logged out. */
+  #storesEmpty(state: { destroyed: boolean }): boolean {
+    return this.#manager.options.saveUninitialized && !state.destroyed;
   }
 
-  /** The session was destroyed or expired elsewhere: nothing brings it back, and its id is not re-sent. */
-  #lost(): void {
-    this.#record = undefined;
-    this.#incoming = undefined;
-    this.#idChanged = false;
-    this.#expiryRefreshed = false;
+  /**
+   * The session was destroyed or expired elsewhere: nothing brings it back.
+   * This request goes on as an empty, anonymous session that stores nothing
+   * and never re-sends the dead id.
+   */
+  #lose(): void {
+    this.#state = { kind: 'lost', throwawayId: undefined };
+    this.#log.reset();
   }
 
   #enqueue(step: () => Promise<void>): Promise<void> {

@@ -16,8 +16,9 @@ export type SessionValue<K extends string> = K extends keyof SessionData ? Sessi
 export interface SessionHost {
   id(): string;
   isNew(): boolean;
+  handle(): string | undefined;
   regenerate(): Promise<void>;
-  save(): Promise<void>;
+  save(): Promise<boolean>;
   destroy(): Promise<void>;
   url(path: string): string;
 }
@@ -25,12 +26,42 @@ export interface SessionHost {
 /** Key → JSON text of the new value, or `undefined` for a deleted key. */
 export type Changes = Map<string, string | undefined>;
 
-// Internal access to a session's change log, for the request lifecycle only:
-// set in the class's static block so user code never sees it on the instance.
-export let takeChanges: (session: Session) => Changes;
-export let hasChanges: (session: Session) => boolean;
-export let allValues: (session: Session) => Map<string, string>;
-export let resetSession: (session: Session) => void;
+/**
+ * A session's values and this request's changes to them, key by key. The
+ * `Session` edits it; the request that owns the session reads and drains it
+ * when it commits. Values are JSON text.
+ */
+export class ChangeLog {
+  /** Current view: stored values with this request's changes applied. */
+  values: Map<string, string>;
+  /** This request's changes, created on the first one (most requests only read). */
+  #changes: Changes | undefined;
+
+  constructor(values: Map<string, string>) {
+    this.values = values;
+  }
+
+  record(key: string, json: string | undefined): void {
+    (this.#changes ??= new Map()).set(key, json);
+  }
+
+  hasChanges(): boolean {
+    return this.#changes !== undefined;
+  }
+
+  /** The changes so far; the log starts empty again. */
+  take(): Changes {
+    const changes = this.#changes ?? new Map();
+    this.#changes = undefined;
+    return changes;
+  }
+
+  /** Forgets values and changes: the session is empty (destroyed, or lost elsewhere). */
+  reset(values: Map<string, string> = new Map()): void {
+    this.values = values;
+    this.#changes = undefined;
+  }
+}
 
 /**
  * `req.session`: a snapshot of the stored values plus a log of this request's
@@ -39,34 +70,17 @@ export let resetSession: (session: Session) => void;
  * until you `set` it again.
  */
 export class Session {
-  /** Current view: stored values with this request's changes applied, as JSON text. */
-  #values: Map<string, string>;
-  /** This request's changes, created on the first one (most requests only read). */
-  #changes: Changes | undefined;
+  readonly #log: ChangeLog;
   readonly #host: SessionHost;
 
-  static {
-    takeChanges = (session) => {
-      const changes = session.#changes ?? new Map();
-      session.#changes = undefined;
-      return changes;
-    };
-    hasChanges = (session) => session.#changes !== undefined;
-    allValues = (session) => new Map(session.#values);
-    resetSession = (session) => {
-      session.#values = new Map();
-      session.#changes = undefined;
-    };
-  }
-
-  constructor(values: Map<string, string>, host: SessionHost) {
-    this.#values = values;
+  constructor(log: ChangeLog, host: SessionHost) {
+    this.#log = log;
     this.#host = host;
   }
 
-  /** The value stored under `key`, or `undefined`. */
+/** The value stored under `key`, or `undefined`. */
   get<K extends string>(key: K): SessionValue<K> | undefined {
-    const json = this.#values.get(key);
+    const json = this.#log.values.get(key);
     return json === undefined ? undefined : (JSON.parse(json) as SessionValue<K>);
   }
 
@@ -77,24 +91,24 @@ export class Session {
   set<K extends string>(key: K, value: SessionValue<K>): void {
     checkKey(key);
     const json = toJson(key, value);
-    this.#values.set(key, json);
-    (this.#changes ??= new Map()).set(key, json);
+    this.#log.values.set(key, json);
+    this.#log.record(key, json);
   }
 
   /** Removes `key`; answers whether this session had it. */
   delete(key: string): boolean {
     checkKey(key);
     // Recorded even when absent here: a concurrent request may have set it.
-    (this.#changes ??= new Map()).set(key, undefined);
-    return this.#values.delete(key);
+    this.#log.record(key, undefined);
+    return this.#log.values.delete(key);
   }
 
   has(key: string): boolean {
-    return this.#values.has(key);
+    return this.#log.values.has(key);
   }
 
   keys(): IterableIterator<string> {
-    return this.#values.keys();
+    return this.#log.values.keys();
   }
 
   /** The current session id. */
@@ -112,8 +126,18 @@ export class Session {
     return this.#host.regenerate();
   }
 
-  /** Writes pending changes now (normally automatic, before the response). */
-  save(): Promise<void> {
+  /** The stable, non-secret name of this session in the store (safe to log or show), once it is stored. */
+  get handle(): string | undefined {
+    return this.#host.handle();
+  }
+
+  /**
+   * Writes pending changes now (normally automatic, before the response).
+   * Resolves `true` when the session is stored, `false` when it was destroyed
+   * or expired elsewhere meanwhile (this request then goes on as an empty,
+   * anonymous session that stores nothing). Rejects when the store fails.
+   */
+  save(): Promise<boolean> {
     return this.#host.save();
   }
 
@@ -128,7 +152,7 @@ export class Session {
   }
 
   toJSON(): Record<string, unknown> {
-    return Object.fromEntries([...this.#values].map(([key, json]) => [key, JSON.parse(json)]));
+    return Object.fromEntries([...this.#log.values].map(([key, json]) => [key, JSON.parse(json)]));
   }
 }
 

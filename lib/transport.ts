@@ -10,9 +10,19 @@ export interface IncomingId {
   raw: string;
   /** True when `raw` is exactly what we would send for `sid` now. */
   current: boolean;
+  /** The transport it came by: the response answers in the same one. */
+  via: Transport;
 }
 
-type SecretSource = IncomingMessage & { secret?: unknown; secure?: boolean };
+type SecretSource = IncomingMessage & { secret?: unknown; secure?: boolean; signedCookies?: Record<string, unknown> };
+
+/**
+ * Raw values looked at per request (a repeated cookie name, several
+ * transports): enough for a stale cookie on a parent path or domain, few
+ * enough that a hostile header costs nothing. Only values that verify ever
+ * reach the store.
+ */
+const MAX_RAW_VALUES = 8;
 
 const VERIFIED_CACHE_SIZE = 10_000;
 
@@ -27,20 +37,44 @@ export class IdTransport {
   readonly #verified = new Map<string, { sid: string; secret: string }>();
   readonly #attributeCache: [insecure?: string, secure?: string] = [];
   #warnedWeakSecret = false;
+  /** cookie-parser's secret as last seen, resolved once rather than per request. */
+  #borrowed: string[] | undefined;
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
   }
 
-  /** The first well-formed, correctly signed id among the listed transports, or undefined. */
-  read(req: IncomingMessage): IncomingId | undefined {
-    for (const transport of this.#options.transports) {
-      const raw = this.#rawValue(req, transport);
-      if (raw === undefined) continue;
-      const decoded = this.decode(raw, req);
-      if (decoded !== undefined) return { sid: decoded.sid, current: decoded.current, raw };
+  /**
+   * Every well-formed, correctly signed id the request carries, in the order
+   * of the listed transports (every value of a repeated cookie name, in header
+   * order), without duplicates. The first one the store knows wins, so a
+   * malformed or stale value never hides a good one behind it.
+   */
+  candidates(req: IncomingMessage): IncomingId[] {
+    const found: IncomingId[] = [];
+    let budget = MAX_RAW_VALUES;
+    for (const via of this.#options.transports) {
+      for (const raw of this.#rawValues(req, via)) {
+        if (budget-- === 0) return found;
+        const decoded = this.decode(raw, req);
+        if (decoded !== undefined && !found.some((each) => each.sid === decoded.sid)) found.push({ ...decoded, raw, via });
+      }
+      if (via === 'cookie') this.#addVerifiedByCookieParser(req, found);
     }
-    return undefined;
+    return found;
+  }
+
+  /**
+   * cookie-parser verified its signed cookies with every secret of its
+   * rotation list; a request only shows us the first (`req.secret`). So a
+   * value it verified with an older secret is still accepted (and re-signed
+   * with the current one on the next response).
+   */
+  #addVerifiedByCookieParser(req: IncomingMessage, found: IncomingId[]): void {
+    if (this.#options.secrets) return;
+    const sid = (req as SecretSource).signedCookies?.[this.#options.cookieName];
+    if (typeof sid !== 'string' || !SESSION_ID_PATTERN.test(sid) || found.some((each) => each.sid === sid)) return;
+    found.push({ sid, raw: sid, current: false, via: 'cookie' });
   }
 
   /** Verifies a transported value; undefined for anything malformed or badly signed. */
@@ -73,20 +107,30 @@ export class IdTransport {
     if (this.#options.secrets) return this.#options.secrets;
     const borrowed = (req as SecretSource).secret;
     if (typeof borrowed !== 'string' || borrowed === '') return undefined;
-    if (borrowed.length < MIN_SECRET_LENGTH && !this.#warnedWeakSecret) {
+    if (this.#borrowed?.[0] !== borrowed) this.#borrowed = this.#borrow(borrowed);
+    return this.#borrowed;
+  }
+
+  #borrow(secret: string): string[] {
+    if (secret.length < MIN_SECRET_LENGTH && !this.#warnedWeakSecret) {
       this.#warnedWeakSecret = true;
       this.#options.onError(new Error(`[session-manager] cookie-parser's secret is shorter than ${MIN_SECRET_LENGTH} characters`));
     }
-    return [borrowed];
+    return [secret];
   }
 
-  /** Sends the id (already encoded) on every writing transport; answers whether it wrote anything. */
-  send(req: IncomingMessage, res: ServerResponse, value: string, maxAgeMs: number, idChanged: boolean): boolean {
+  /**
+   * Sends the id (already encoded); answers whether it wrote anything. A new
+   * id goes out on every writing transport; a refresh of an id that came by
+   * URL or header never becomes a cookie (a link with someone else's id must
+   * not plant it in the visitor's cookie jar).
+   */
+  send(req: IncomingMessage, res: ServerResponse, value: string, maxAgeMs: number, idChanged: boolean, via: Transport | undefined): boolean {
     const { transports, cookieName, headerName } = this.#options;
     let wrote = false;
     const persistent = this.#options.cookie.persistent;
     // A browser-session cookie has no lifetime to refresh: send it only when the id changes.
-    if (transports.includes('cookie') && (idChanged || persistent)) {
+    if (transports.includes('cookie') && (idChanged || (persistent && via === 'cookie'))) {
       const maxAge = persistent ? `; Max-Age=${Math.max(0, Math.round(maxAgeMs / 1000))}` : '';
       appendSetCookie(res, `${cookieName}=${encodeURIComponent(value)}${maxAge}${this.#attributes(req)}`);
       wrote = true;
@@ -105,23 +149,23 @@ export class IdTransport {
     return true;
   }
 
-  #rawValue(req: IncomingMessage, transport: Transport): string | undefined {
+  #rawValues(req: IncomingMessage, transport: Transport): string[] {
     switch (transport) {
       case 'cookie': {
         const header = req.headers.cookie;
         // Cheap pre-check: most requests without our cookie skip the parse.
-        if (header === undefined || !header.includes(this.#options.cookieName)) return undefined;
-        return parseCookies(header)[this.#options.cookieName];
+        if (header === undefined || !header.includes(this.#options.cookieName)) return [];
+        return cookieValues(header, this.#options.cookieName);
       }
       case 'header': {
         const value = req.headers[this.#options.headerName];
-        return typeof value === 'string' ? value : undefined;
+        return typeof value === 'string' ? [value] : [];
       }
       case 'query': {
         const url = req.url ?? '';
         const start = url.indexOf('?');
-        if (start === -1) return undefined;
-        return new URLSearchParams(url.slice(start + 1)).get(this.#options.queryParam) ?? undefined;
+        if (start === -1) return [];
+        return new URLSearchParams(url.slice(start + 1)).getAll(this.#options.queryParam);
       }
     }
   }
@@ -165,15 +209,42 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
   else res.setHeader('Set-Cookie', [...(Array.isArray(previous) ? previous : [String(previous)]), cookie]);
 }
 
-/** `path` with the encoded id set as query parameter `param` (replacing any it had), before any `#fragment`. */
+/**
+ * Every value of cookie `name` in a Cookie header, in order (the `cookie`
+ * package keeps only the first). Values are URL-decoded as `cookie` does.
+ */
+function cookieValues(header: string, name: string): string[] {
+  const values: string[] = [];
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
+    let value = pair.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length > 1) value = value.slice(1, -1);
+    try {
+      values.push(value.includes('%') ? decodeURIComponent(value) : value);
+    } catch {
+      // A broken %-escape is malformed: skipped like any bad value.
+    }
+  }
+  return values;
+}
+
+/**
+ * `path` with the encoded id set as query parameter `param` (replacing any it
+ * had, however it was encoded), before any `#fragment`. Only for this site's
+ * own paths: an absolute or protocol-relative URL would hand the id to
+ * another origin, so it throws.
+ */
 export function withIdInUrl(path: string, param: string, value: string): string {
+  if (typeof path !== 'string' || !path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) {
+    throw new TypeError(`[session-manager] url() takes a path of this site ("/…"), not ${JSON.stringify(String(path).slice(0, 60))}: the id must not leave for another origin`);
+  }
   const hashAt = path.indexOf('#');
   const fragment = hashAt === -1 ? '' : path.slice(hashAt);
   const beforeHash = hashAt === -1 ? path : path.slice(0, hashAt);
   const queryAt = beforeHash.indexOf('?');
   const base = queryAt === -1 ? beforeHash : beforeHash.slice(0, queryAt);
-  const encodedParam = encodeURIComponent(param);
-  const kept = queryAt === -1 ? [] : beforeHash.slice(queryAt + 1).split('&').filter((pair) => pair !== '' && pair.split('=')[0] !== encodedParam);
-  kept.push(`${encodedParam}=${encodeURIComponent(value)}`);
-  return `${base}?${kept.join('&')}${fragment}`;
+  const query = new URLSearchParams(queryAt === -1 ? '' : beforeHash.slice(queryAt + 1));
+  query.set(param, value);
+  return `${base}?${query.toString()}${fragment}`;
 }

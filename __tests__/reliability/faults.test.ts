@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import express5, { type NextFunction, type Request, type Response } from 'express';
 import { sessions, type SessionMiddleware } from '../../lib/index';
+import { storageKey } from '../../lib/manager';
 import { FileProvider } from '../../lib/providers/file';
 import { MemoryProvider } from '../../lib/providers/memory';
 import { PostgresProvider } from '../../lib/providers/postgres';
@@ -180,7 +181,7 @@ async function writesThroughOutage(input: {
     if (reply === undefined) networkErrors++;
     else if (reply.status === 200) {
       acknowledged++;
-      const stored = await verifier.read(sid);
+      const stored = await verifier.read(storageKey(sid));
       if (stored?.values.get(`key${i}`) === JSON.stringify(`value${i}`)) found++;
     } else if (reply.status === 503) failed503++;
     else otherStatuses[reply.status] = (otherStatuses[reply.status] ?? 0) + 1;
@@ -337,13 +338,14 @@ describe('when a logout races slow requests of the same session', () => {
       const slow = client.get(route, cookie);
       await entered.promise; // it holds the loaded session
       app.slow.entered = undefined;
+      expect(await app.middleware.manager.provider.read(storageKey(sid))).toBeDefined(); // stored under its hash until the logout
       expect((await client.get('/logout', cookie)).status).toBe(200);
-      expect(await app.middleware.manager.provider.read(sid)).toBeUndefined();
+      expect(await app.middleware.manager.provider.read(storageKey(sid))).toBeUndefined();
       release.open();
       const reply = await slow;
       expect(reply.status).toBe(200); // the handler's response goes out as written
       await sleep(50); // a background expiry refresh would land by now
-      expect(await app.middleware.manager.provider.read(sid)).toBeUndefined(); // still destroyed
+      expect(await app.middleware.manager.provider.read(storageKey(sid))).toBeUndefined(); // still destroyed
       const after = await client.get('/get/user', cookie);
       expect(JSON.parse(after.body)).toEqual({ value: null, isNew: true });
       report(`logout race ${name} ${route}`, { slowStatus: reply.status, slowResentDeadId: reply.cookie !== undefined && sidOf(reply.cookie) === sid });
@@ -571,13 +573,13 @@ describe('when the disk is full or read-only', () => {
       figures.full = full.map((r) => r.status);
       expect(full.map((r) => r.status)).toEqual([503, 503, 200]);
       expect(JSON.parse(full[2].body).value).toBe('1');
-      expect((await app.middleware.manager.provider.read(sid))!.values.has('during')).toBe(false); // no false success
+      expect((await app.middleware.manager.provider.read(storageKey(sid)))!.values.has('during')).toBe(false); // no false success
       expect(readdirSync(join(path, 'sessions')).filter((name) => !name.endsWith('.json'))).toEqual([]); // no temp left behind
 
       unlinkSync(filler);
       const freed = await client.get('/big/during/64', cookie);
       expect(freed.status).toBe(200);
-      expect((await app.middleware.manager.provider.read(sid))!.values.has('during')).toBe(true);
+      expect((await app.middleware.manager.provider.read(storageKey(sid)))!.values.has('during')).toBe(true);
 
       const refused = remount(path, 'ro');
       figures.readOnly = refused ?? 'remounted ro';
@@ -588,7 +590,7 @@ describe('when the disk is full or read-only', () => {
       expect(JSON.parse(ro[0].body).error).toMatch(/EROFS|read-only/);
       expect(remount(path, 'rw')).toBeUndefined();
       expect((await client.get('/set/ro/2', cookie)).status).toBe(200);
-      expect((await app.middleware.manager.provider.read(sid))!.values.get('ro')).toBe('"2"');
+      expect((await app.middleware.manager.provider.read(storageKey(sid)))!.values.get('ro')).toBe('"2"');
     } finally {
       remount(path, 'rw');
       client.close();
@@ -616,13 +618,13 @@ describe('when the disk is full or read-only', () => {
       expect(full[0].status).toBe(503);
       expect(full[2].status).toBe(200);
       expect([200, 503]).toContain(full[1].status); // a tiny insert may fit in WAL pages already allocated: then it is stored for real
-      expect((await app.middleware.manager.provider.read(sid))!.values.has('during')).toBe(false); // no false success
+      expect((await app.middleware.manager.provider.read(storageKey(sid)))!.values.has('during')).toBe(false); // no false success
 
       unlinkSync(filler);
       const freed = await client.get('/big/during/256', cookie);
       figures.afterFree = freed.status;
       expect(freed.status).toBe(200);
-      expect((await app.middleware.manager.provider.read(sid))!.values.has('during')).toBe(true);
+      expect((await app.middleware.manager.provider.read(storageKey(sid)))!.values.has('during')).toBe(true);
 
       // Read-only: the kernel refuses to remount while SQLite holds the file open
       // for writing (EBUSY), so the ro case is the next start on a read-only volume.

@@ -1,7 +1,6 @@
 // Type-level tests: checked by `tsc --noEmit` in `npm test`; never executed.
-import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
-import { sessions, type Session } from 'session-manager';
+import { sessions, type Session, type SessionRequest } from 'session-manager';
 
 declare module 'session-manager' {
   interface SessionData {
@@ -27,7 +26,7 @@ const wrong: number | undefined = session.get('username');
 session.sessionID = 'x';
 
 declare const req: Request;
-declare const raw: IncomingMessage;
+declare const raw: SessionRequest;
 const fromExpress: Session = req.session;
 const fromNode: string = raw.sessionID;
 const loggedOut: Promise<void> = req.destroySession();
