@@ -133,9 +133,10 @@ export class Session {
 
   /**
    * Writes pending changes now (normally automatic, before the response).
-   * Resolves `true` when the session is stored, `false` when it was destroyed
-   * or expired elsewhere meanwhile (this request then goes on as an empty,
-   * anonymous session that stores nothing). Rejects when the store fails.
+   * Resolves `false` when the session was destroyed or expired elsewhere
+   * meanwhile (this request then goes on as an empty, anonymous session that
+   * stores nothing), else `true` (saved, or nothing to save). Rejects when
+   * the store fails.
    */
   save(): Promise<boolean> {
     return this.#host.save();

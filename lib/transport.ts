@@ -236,7 +236,8 @@ function cookieValues(header: string, name: string): string[] {
  * another origin, so it throws.
  */
 export function withIdInUrl(path: string, param: string, value: string): string {
-  if (typeof path !== 'string' || !path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) {
+  // Browsers drop tabs and newlines inside a URL ("/\t/evil.example" is "//evil.example"), so none may appear.
+  if (typeof path !== 'string' || /[\t\n\r]/.test(path) || !path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) {
     throw new TypeError(`[session-manager] url() takes a path of this site ("/…"), not ${JSON.stringify(String(path).slice(0, 60))}: the id must not leave for another origin`);
   }
   const hashAt = path.indexOf('#');
