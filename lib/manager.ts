@@ -198,14 +198,27 @@ export class Manager extends EventEmitter {
    * `sessions()` or `req.session.handle`). An unknown one is a no-op.
    */
   async destroy(handleOrId: string): Promise<void> {
-    const keys = HANDLE_PATTERN.test(handleOrId) ? [handleOrId, storageKey(handleOrId)] : [storageKey(handleOrId)];
-    for (const key of keys) await this.destroyKey(key);
+    const asId = storageKey(handleOrId);
+    // A default id has the shape of a handle too; the one the store holds is the one that ends.
+    if (HANDLE_PATTERN.test(handleOrId) && (await this.#call('read', () => this.provider.read(handleOrId))) !== undefined) {
+      return this.destroyKey(handleOrId);
+    }
+    return this.destroyKey(asId);
   }
 
   /** @internal */
   async destroyKey(key: string): Promise<void> {
     await this.#call('destroy', () => this.provider.destroy(key));
     this.#emit('destroyed', key);
+  }
+
+  /**
+   * Connects and round-trips the store once: call it at start-up to fail fast
+   * on a wrong URL, bad credentials or a missing table.
+   * @throws ProviderError saying what is wrong.
+   */
+  async ready(): Promise<void> {
+    await this.#call('ready', () => Promise.resolve(this.provider.read(storageKey('session-manager:ready'))));
   }
 
   /** How many sessions are live now: the online-users count. */

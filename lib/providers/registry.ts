@@ -3,8 +3,8 @@ import { missingProviderMethods, type Provider, type ProviderFactory } from './p
 
 const registered = new Map<string, Provider | ProviderFactory>();
 
-// Built-in providers load on first use, so an app that never names `redis`
-// never loads the Redis provider (or needs the `redis` package).
+// Built-in providers by name. Their drivers load on first use, so an app that
+// never names `redis` never needs the `redis` package installed.
 const builtIn: Record<string, () => ProviderFactory> = {
   memory: () => (options) => new (require('./memory').MemoryProvider)(options),
   file: () => (options) => new (require('./file').FileProvider)(options),
