@@ -14,7 +14,7 @@ declare global {
 }
 
 const app = express();
-app.use(sessions({ compat: 'express-session' } as never));
+app.use(sessions());
 app.get('/', (req, res) => {
   const id: string = req.sessionID;
   const fromExpressSession: string = req.session.id; // express-session's type
