@@ -24,6 +24,8 @@ export interface SessionRecord {
   key: string;
   createdAt: number;
   expiresAt: number;
+  /** This session's idle lifetime when it has its own (`setLifetime`), else the manager's `maxLifetime`. */
+  idleMs?: number;
 }
 
 /** Payload of every manager event: `id` is a short hash of the session id, never the id itself. */
@@ -72,16 +74,16 @@ export class Manager extends EventEmitter {
     return sid;
   }
 
-  /** The deadline of a session created at `createdAt` and used at `now`: idle timeout, capped by the absolute one. @internal */
-  expiryFor(createdAt: number, now: number): number {
-    const idle = now + this.options.maxLifetimeMs;
+  /** The deadline of a session used at `now`: its idle timeout, capped by the absolute one. @internal */
+  expiryFor(session: { createdAt: number; idleMs?: number }, now: number): number {
+    const idle = now + (session.idleMs ?? this.options.maxLifetimeMs);
     const { absoluteLifetimeMs } = this.options;
-    return absoluteLifetimeMs === undefined ? idle : Math.min(idle, createdAt + absoluteLifetimeMs);
+    return absoluteLifetimeMs === undefined ? idle : Math.min(idle, session.createdAt + absoluteLifetimeMs);
   }
 
   /** Whether a read-only use at `now` should refresh the stored expiry (throttled by `touchAfter`). @internal */
   shouldTouch(record: SessionRecord, now: number): boolean {
-    const gain = this.expiryFor(record.createdAt, now) - record.expiresAt;
+    const gain = this.expiryFor(record, now) - record.expiresAt;
     return gain > 0 && gain >= this.options.touchAfterMs;
   }
 
@@ -112,19 +114,20 @@ export class Manager extends EventEmitter {
       this.provider.destroy(key).catch((err) => this.reportError(err, key));
       return undefined;
     }
-    return { record: { sid, key, createdAt: stored.createdAt, expiresAt: stored.expiresAt }, values: stored.values };
+    return { record: { sid, key, createdAt: stored.createdAt, expiresAt: stored.expiresAt, idleMs: takeLifetime(stored.values) }, values: stored.values };
   }
 
   /** Stores a new session with `values` under `preferredSid` when given and free, else a fresh id. @internal */
-  async create(values: ReadonlyMap<string, string>, preferredSid?: string): Promise<SessionRecord> {
+  async create(values: ReadonlyMap<string, string>, preferredSid?: string, idleMs?: number): Promise<SessionRecord> {
+    const stored = idleMs === undefined ? values : new Map(values).set(LIFETIME_KEY, String(idleMs));
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = attempt === 0 && preferredSid !== undefined ? preferredSid : this.generateId();
       const key = storageKey(sid);
       const createdAt = this.now();
-      const expiresAt = this.expiryFor(createdAt, createdAt);
-      if (await this.#call('create', () => this.provider.create(key, values, createdAt, expiresAt))) {
+      const expiresAt = this.expiryFor({ createdAt, idleMs }, createdAt);
+      if (await this.#call('create', () => this.provider.create(key, stored, createdAt, expiresAt))) {
         this.#emit('created', key);
-        return { sid, key, createdAt, expiresAt };
+        return { sid, key, createdAt, expiresAt, idleMs };
       }
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
@@ -133,7 +136,7 @@ export class Manager extends EventEmitter {
   /** Applies per-key changes and slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */
   async update(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<number | undefined> {
     const now = this.now();
-    const expiresAt = this.expiryFor(record.createdAt, now);
+    const expiresAt = this.expiryFor(record, now);
     const updated = await this.#call('update', () => this.provider.update(record.key, changes, expiresAt, now));
     return updated ? expiresAt : undefined;
   }
@@ -141,7 +144,7 @@ export class Manager extends EventEmitter {
   /** Slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */
   async touch(record: SessionRecord): Promise<number | undefined> {
     const now = this.now();
-    const expiresAt = this.expiryFor(record.createdAt, now);
+    const expiresAt = this.expiryFor(record, now);
     const touched = await this.#call('touch', () => this.provider.touch(record.key, expiresAt, now));
     return touched ? expiresAt : undefined;
   }
@@ -158,12 +161,12 @@ export class Manager extends EventEmitter {
       const sid = this.generateId();
       const key = storageKey(sid);
       const now = this.now();
-      const expiresAt = this.expiryFor(now, now);
+      const expiresAt = this.expiryFor({ createdAt: now, idleMs: record.idleMs }, now);
       const values = await this.#call('regenerate', () => this.#move(record.key, key, changes, now, expiresAt));
       if (values === undefined) return undefined;
       if (values === false) continue; // the new id was taken: draw another
       this.#emit('regenerated', key);
-      return { record: { sid, key, createdAt: now, expiresAt }, values };
+      return { record: { sid, key, createdAt: now, expiresAt, idleMs: takeLifetime(values) }, values };
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
   }
@@ -239,6 +242,7 @@ export class Manager extends EventEmitter {
       const next = await this.#call('entries', () => iterator.next());
       if (next.done) return;
       const { sid: handle, values, createdAt, expiresAt } = next.value;
+      takeLifetime(values);
       const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)]));
       yield { handle, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt), data };
     }
@@ -289,6 +293,23 @@ export class Manager extends EventEmitter {
     if (err instanceof ProviderError) return err;
     return new ProviderError(this.provider.name, `${operation} failed: ${errorMessage(err)}`, err);
   }
+}
+
+/**
+ * Where a session's own idle lifetime (milliseconds, `setLifetime`) is kept:
+ * a value key no app can use (`Session` refuses keys that start with NUL), so
+ * every provider stores, moves and updates it like any other key.
+ * @internal
+ */
+export const LIFETIME_KEY = '\u0000lifetime';
+
+/** Removes the lifetime entry from stored values; answers it. */
+function takeLifetime(values: Map<string, string>): number | undefined {
+  const json = values.get(LIFETIME_KEY);
+  if (json === undefined) return undefined;
+  values.delete(LIFETIME_KEY);
+  const ms = Number(json);
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
 }
 
 /** A stored session as the manager hands it to a request. @internal */

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import type { LoadedSession, Manager, SessionRecord } from './manager';
+import { LIFETIME_KEY, type LoadedSession, type Manager, type SessionRecord } from './manager';
+import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
 import { withIdInUrl, type IncomingId, type IdTransport } from './transport';
 
@@ -42,6 +43,8 @@ export class RequestSession implements SessionHost {
   readonly #incoming: IncomingId | undefined;
   /** The last queued storage step, while any is in flight. */
   #queue: Promise<unknown> | undefined;
+  /** A lifetime set by `setLifetime()` and not stored yet: milliseconds, or null for the default. */
+  #lifetimeChange: number | null | undefined;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
@@ -80,6 +83,43 @@ export class RequestSession implements SessionHost {
     return withIdInUrl(path, this.#manager.options.queryParam, this.#encodedId());
   }
 
+  setLifetime(seconds: number | null): void {
+    if (seconds !== null && (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0)) {
+      throw new TypeError(`[session-manager] setLifetime() takes a positive number of seconds or null, got ${String(seconds)}`);
+    }
+    if (seconds !== null && seconds * 1000 > 2 ** 47) throw new SessionError('setLifetime(): lifetime too long');
+    this.#lifetimeChange = seconds === null ? null : seconds * 1000;
+  }
+
+  expiresAt(): Date {
+    const state = this.#state;
+    const now = this.#manager.now();
+    if (state.kind === 'stored' && this.#lifetimeChange === undefined) return new Date(state.record.expiresAt);
+    const createdAt = state.kind === 'stored' ? state.record.createdAt : now;
+    return new Date(this.#manager.expiryFor({ createdAt, idleMs: this.#idleMs() }, now));
+  }
+
+  /** This session's idle lifetime after pending changes (undefined: the manager's default). */
+  #idleMs(): number | undefined {
+    if (this.#lifetimeChange !== undefined) return this.#lifetimeChange ?? undefined;
+    return this.#state.kind === 'stored' ? this.#state.record.idleMs : undefined;
+  }
+
+  /** This request's changes, the lifetime included; the log starts empty again. */
+  #takeChanges(): Map<string, string | undefined> {
+    const changes = this.#log.take();
+    if (this.#lifetimeChange !== undefined) {
+      changes.set(LIFETIME_KEY, this.#lifetimeChange === null ? undefined : String(this.#lifetimeChange));
+      if (this.#state.kind === 'stored') this.#state.record.idleMs = this.#lifetimeChange ?? undefined;
+      this.#lifetimeChange = undefined;
+    }
+    return changes;
+  }
+
+  #hasChanges(): boolean {
+    return this.#log.hasChanges() || this.#lifetimeChange !== undefined;
+  }
+
   save(): Promise<boolean> {
     return this.#enqueue(() => this.#commit(false)).then(() => this.#state.kind !== 'lost');
   }
@@ -98,7 +138,7 @@ export class RequestSession implements SessionHost {
       }
       if (state.kind === 'lost') return;
       // One atomic step: the stored values as they are now, plus this request's changes, under a new id.
-      const moved = await this.#manager.regenerate(state.record, this.#log.take());
+      const moved = await this.#manager.regenerate(state.record, this.#takeChanges());
       if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
       this.#log.reset(moved.values);
       this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
@@ -111,6 +151,7 @@ export class RequestSession implements SessionHost {
       if (state.kind === 'stored') await this.#manager.destroyKey(state.record.key);
       // The client forgets an id it sent us; an id created in this request never reached it.
       this.#state = { kind: 'new', pendingId: undefined, clearClient: this.#incoming !== undefined, destroyed: true };
+      this.#lifetimeChange = undefined;
       this.#log.reset();
     });
   }
@@ -124,9 +165,9 @@ export class RequestSession implements SessionHost {
     const state = this.#state;
     switch (state.kind) {
       case 'stored':
-        return this.#log.hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
+        return this.#hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
       case 'new':
-        return this.#log.hasChanges() || this.#storesEmpty(state);
+        return this.#hasChanges() || this.#storesEmpty(state);
       case 'lost':
         return false;
     }
@@ -166,21 +207,22 @@ export class RequestSession implements SessionHost {
       case 'lost':
         return;
       case 'new': {
-        if (!this.#log.hasChanges() && !this.#storesEmpty(state)) return;
+        if (!this.#hasChanges() && !this.#storesEmpty(state)) return;
         if (headersSent) {
           manager.reportError(new Error('[session-manager] a new session got data after the response started; it cannot reach the client and was not saved'));
           return;
         }
-        this.#log.take(); // folded into the values stored
-        const record = await manager.create(new Map(this.#log.values), state.pendingId);
+        const idleMs = this.#idleMs();
+        this.#takeChanges(); // folded into the values stored
+        const record = await manager.create(new Map(this.#log.values), state.pendingId, idleMs);
         this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };
         return;
       }
       case 'stored': {
         const { record } = state;
         let expiresAt: number | null | undefined;
-        if (this.#log.hasChanges()) {
-          expiresAt = await manager.update(record, this.#log.take());
+        if (this.#hasChanges()) {
+          expiresAt = await manager.update(record, this.#takeChanges());
         } else {
           if (!manager.shouldTouch(record, manager.now())) return;
           // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
@@ -210,6 +252,7 @@ export class RequestSession implements SessionHost {
    */
   #lose(): void {
     this.#state = { kind: 'lost', throwawayId: undefined };
+    this.#lifetimeChange = undefined;
     this.#log.reset();
   }
 

@@ -21,6 +21,8 @@ export interface SessionHost {
   save(): Promise<boolean>;
   destroy(): Promise<void>;
   url(path: string): string;
+  setLifetime(seconds: number | null): void;
+  expiresAt(): Date;
 }
 
 /** Key → JSON text of the new value, or `undefined` for a deleted key. */
@@ -147,6 +149,22 @@ export class Session {
     return this.#host.destroy();
   }
 
+  /**
+   * This session's idle lifetime in seconds, in place of `maxLifetime`
+   * ("remember me"); `null` restores the default. Stored with the session,
+   * honoured by every provider and the cookie's Max-Age; `absoluteLifetime`
+   * still caps it.
+   * @throws TypeError unless a positive number of seconds or null.
+   */
+  setLifetime(seconds: number | null): void {
+    this.#host.setLifetime(seconds);
+  }
+
+  /** When this session expires if nothing else happens (its current deadline). */
+  get expiresAt(): Date {
+    return this.#host.expiresAt();
+  }
+
   /** `path` with the id as query parameter, for the `query` transport (clients without cookies). */
   url(path: string): string {
     return this.#host.url(path);
@@ -162,6 +180,7 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 
 function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new TypeError(`[session-manager] session key must be a string, got ${typeof key}`);
+  if (key.startsWith('\u0000')) throw new TypeError('[session-manager] session keys starting with NUL are reserved');
   if (LONE_SURROGATE.test(key)) throw new TypeError('[session-manager] session key must be well-formed Unicode (it has a lone surrogate)');
 }
 
