@@ -55,6 +55,12 @@ export interface SessionOptions {
   onError?: (err: Error) => void;
   /** Current time in milliseconds; inject a fake clock in tests. @default Date.now */
   clock?: () => number;
+  /**
+   * `'express-session'`: `req.session` also behaves as express-session's
+   * (property access, callback forms, `cookie.maxAge`), so Passport,
+   * connect-flash and CSRF packages work unchanged. Writes stay per key.
+   */
+  compat?: 'express-session';
 }
 
 /** Options after defaults and validation; times in milliseconds. */
@@ -75,6 +81,7 @@ export interface ResolvedOptions {
   genid: () => string;
   onError: (err: Error) => void;
   clock: () => number;
+  compat: 'express-session' | undefined;
 }
 
 export const DEFAULT_MAX_LIFETIME_SECONDS = 3600;
@@ -95,7 +102,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OPTION_NAMES = new Set([
   'provider', 'providerOptions', 'cookieName', 'maxLifetime', 'absoluteLifetime', 'secret', 'cookie',
   'transports', 'headerName', 'queryParam', 'saveUninitialized', 'touchAfter', 'gcInterval', 'genid',
-  'onError', 'clock',
+  'onError', 'clock', 'compat',
 ]);
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'secure', 'sameSite', 'httpOnly', 'persistent', 'partitioned', 'priority']);
 const TRANSPORTS: readonly Transport[] = ['cookie', 'header', 'query'];
@@ -189,7 +196,13 @@ export function resolveOptions(options: SessionOptions = {}): ResolvedOptions {
     genid: options.genid === undefined ? defaultGenid : fn('genid', options.genid),
     onError: options.onError === undefined ? defaultOnError : fn('onError', options.onError),
     clock: options.clock === undefined ? Date.now : fn('clock', options.clock),
+    compat: resolveCompat(options.compat),
   };
+}
+
+function resolveCompat(compat: unknown): 'express-session' | undefined {
+  if (compat !== undefined && compat !== 'express-session') fail('compat', compat, "the only mode is 'express-session'");
+  return compat;
 }
 
 function resolveSecrets(secret: unknown): string[] | undefined {

@@ -43,6 +43,8 @@ export class RequestSession implements SessionHost {
   readonly #incoming: IncomingId | undefined;
   /** The last queued storage step, while any is in flight. */
   #queue: Promise<unknown> | undefined;
+  /** Runs first in every commit: lets a compatibility layer turn in-place edits into per-key changes. */
+  beforeCommit: (() => void) | undefined;
   /** A lifetime set by `setLifetime()` and not stored yet: milliseconds, or null for the default. */
   #lifetimeChange: number | null | undefined;
 
@@ -145,6 +147,23 @@ export class RequestSession implements SessionHost {
     });
   }
 
+  /**
+   * Reads the session from the store again, dropping this request's unsaved
+   * changes (express-session's `reload`). A session gone meanwhile is lost.
+   */
+  reload(): Promise<void> {
+    return this.#enqueue(async () => {
+      const state = this.#state;
+      if (state.kind !== 'stored') return;
+      const loaded = await this.#manager.load(state.record.sid);
+      if (loaded === undefined) return this.#lose();
+      this.#lifetimeChange = undefined;
+      this.#log.reset(loaded.values);
+      state.record.expiresAt = loaded.record.expiresAt;
+      state.record.idleMs = loaded.record.idleMs;
+    });
+  }
+
   destroy(): Promise<void> {
     return this.#enqueue(async () => {
       const state = this.#state;
@@ -162,6 +181,7 @@ export class RequestSession implements SessionHost {
    */
   hasPendingWork(): boolean {
     if (this.#queue !== undefined) return true;
+    this.beforeCommit?.();
     const state = this.#state;
     switch (state.kind) {
       case 'stored':
@@ -201,6 +221,7 @@ export class RequestSession implements SessionHost {
   }
 
   async #commit(headersSent: boolean): Promise<void> {
+    this.beforeCommit?.();
     const manager = this.#manager;
     const state = this.#state;
     switch (state.kind) {
