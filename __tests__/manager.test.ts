@@ -234,4 +234,18 @@ describe('the provider registry', () => {
     const middleware = sessions({ provider: 'memory', providerOptions: { maxSessions: 3 } });
     expect((middleware.manager.provider as MemoryProvider).maxSessions).toBe(3);
   });
+
+  it('refuses an unknown option of the memory provider, naming it', () => {
+    expect(() => sessions({ provider: 'memory', providerOptions: { maxSesions: 3 } })).toThrow('[memory] unknown option maxSesions');
+  });
+
+  it('reports each eviction at maxSessions as an evicted event with a hashed id', async () => {
+    const manager = createManager({ provider: 'memory', providerOptions: { maxSessions: 2 } });
+    const evicted: SessionEvent[] = [];
+    manager.on('evicted', (event: SessionEvent) => evicted.push(event));
+    const records = [];
+    for (let i = 0; i < 4; i++) records.push(await manager.create(new Map()));
+    expect(evicted.map((event) => event.id)).toEqual([hashId(records[0].sid), hashId(records[1].sid)]);
+    await manager.close();
+  });
 });

@@ -40,8 +40,8 @@ const CREATE_ATTEMPTS = 3;
  * Owns ids, lifetimes and the provider: one per app. It turns `maxLifetime`
  * and `absoluteLifetime` into one absolute deadline per session, so providers
  * only store `expiresAt`. It runs the GC loop and reports what happens as
- * events: `created`, `regenerated`, `destroyed`, `expired`, `unknownId`,
- * `error`.
+ * events: `created`, `regenerated`, `destroyed`, `expired`, `evicted`,
+ * `unknownId`, `error`.
  *
  * @example
  * const manager = createManager({ provider: 'memory' });
@@ -57,6 +57,7 @@ export class Manager extends EventEmitter {
     super();
     this.options = resolveOptions(options);
     this.provider = resolveProvider(this.options.provider, this.options.providerOptions);
+    this.provider.addEvictionListener?.((key) => this.#emit('evicted', key));
     this.#scheduleGc();
   }
 

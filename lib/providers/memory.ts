@@ -68,11 +68,14 @@ export class MemoryProvider implements Provider {
     const encoded = this.#sessions.get(sid);
     return encoded !== undefined && segmentOf(encoded) === segment ? expiryOf(encoded) : undefined;
   });
-  readonly #onEvict: ((sid: string) => void) | undefined;
+  readonly #evictionListeners: Array<(sid: string) => void> = [];
   /** The latest sweep; the next one starts after it. */
   #sweeping: Promise<number> | undefined;
 
   constructor(options: MemoryOptions = {}) {
+    for (const name of Object.keys(options ?? {})) {
+      if (name !== 'maxSessions' && name !== 'onEvict') throw new OptionError(`[memory] unknown option ${name}`);
+    }
     const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) {
       throw new OptionError(`[memory] option maxSessions is invalid: ${String(options.maxSessions)}`);
@@ -81,7 +84,12 @@ export class MemoryProvider implements Provider {
       throw new OptionError(`[memory] option onEvict is invalid: ${String(options.onEvict)} (must be a function)`);
     }
     this.maxSessions = maxSessions;
-    this.#onEvict = options.onEvict;
+    if (options.onEvict) this.#evictionListeners.push(options.onEvict);
+  }
+
+  /** Hears of each session evicted at `maxSessions` (the manager turns them into `evicted` events). */
+  addEvictionListener(listener: (sid: string) => void): void {
+    this.#evictionListeners.push(listener);
   }
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
@@ -89,7 +97,7 @@ export class MemoryProvider implements Provider {
     const evicted = this.#sessions.size >= this.maxSessions ? this.#evictOne() : undefined;
     const segment = this.#probation.add(sid, expiresAt);
     this.#sessions.set(sid, encode(expiresAt, pad(createdAt) + segment.toString(36), values));
-    if (evicted !== undefined) this.#onEvict?.(evicted);
+    if (evicted !== undefined) for (const listener of this.#evictionListeners) listener(evicted);
     return true;
   }
 

@@ -100,6 +100,12 @@ export interface Provider {
   /** Every session live at `now`, in no particular order, without loading all of them at once. */
   entries(now: number): AsyncIterable<StoredEntry>;
 
+  /**
+   * Optional, for a provider that evicts live sessions to stay within a bound:
+   * the manager listens here and reports each eviction as an `evicted` event.
+   */
+  addEvictionListener?(listener: (sid: string) => void): void;
+
   /** Releases what the provider created (timers, connections). A client or pool passed in by the app stays open. */
   close(): Promise<void>;
 }
