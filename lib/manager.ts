@@ -82,10 +82,23 @@ export class Manager extends EventEmitter {
     return absoluteLifetimeMs === undefined ? idle : Math.min(idle, session.createdAt + absoluteLifetimeMs);
   }
 
+  /** The deadline of a session created at `createdAt`: short while `newSessionLifetime` applies. @internal */
+  newExpiry(createdAt: number, idleMs: number | undefined): number {
+    const full = this.expiryFor({ createdAt, idleMs }, createdAt);
+    const probation = this.options.newSessionLifetimeMs;
+    return probation === undefined ? full : Math.min(full, createdAt + probation);
+  }
+
   /** Whether a read-only use at `now` should refresh the stored expiry (throttled by `touchAfter`). @internal */
   shouldTouch(record: SessionRecord, now: number): boolean {
     const gain = this.expiryFor(record, now) - record.expiresAt;
-    return gain > 0 && gain >= this.options.touchAfterMs;
+    return gain > 0 && (gain >= this.options.touchAfterMs || this.#onProbation(record));
+  }
+
+  /** A session still on its `newSessionLifetime`: its first reuse must give it the full lifetime. */
+  #onProbation(record: SessionRecord): boolean {
+    const probation = this.options.newSessionLifetimeMs;
+    return probation !== undefined && record.expiresAt <= record.createdAt + probation;
   }
 
   /**
@@ -125,7 +138,7 @@ export class Manager extends EventEmitter {
       const sid = attempt === 0 && preferredSid !== undefined ? preferredSid : this.generateId();
       const key = storageKey(sid);
       const createdAt = this.now();
-      const expiresAt = this.expiryFor({ createdAt, idleMs }, createdAt);
+      const expiresAt = this.newExpiry(createdAt, idleMs);
       if (await this.#call('create', () => this.provider.create(key, stored, createdAt, expiresAt))) {
         this.#emit('created', key);
         return { sid, key, createdAt, expiresAt, idleMs };

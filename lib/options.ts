@@ -34,6 +34,12 @@ export interface SessionOptions {
   maxLifetime?: number;
   /** Hard cap in seconds from creation, however active the session. @default none */
   absoluteLifetime?: number;
+  /**
+   * Seconds a new session lives until it is used again; its first reuse gives
+   * it the full `maxLifetime`. Bounds what one-shot visitors (bots, a flood)
+   * leave in the store: at most their creation rate × this. @default none
+   */
+  newSessionLifetime?: number;
   /** Signs the id (cookie-parser's `s:` format); the first signs, all verify. At least 32 characters each. */
   secret?: string | string[];
   cookie?: CookieOptions;
@@ -70,6 +76,7 @@ export interface ResolvedOptions {
   cookieName: string;
   maxLifetimeMs: number;
   absoluteLifetimeMs: number | undefined;
+  newSessionLifetimeMs: number | undefined;
   secrets: string[] | undefined;
   cookie: Required<Omit<CookieOptions, 'domain' | 'priority'>> & Pick<CookieOptions, 'domain' | 'priority'>;
   transports: Transport[];
@@ -102,7 +109,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OPTION_NAMES = new Set([
   'provider', 'providerOptions', 'cookieName', 'maxLifetime', 'absoluteLifetime', 'secret', 'cookie',
   'transports', 'headerName', 'queryParam', 'saveUninitialized', 'touchAfter', 'gcInterval', 'genid',
-  'onError', 'clock', 'compat',
+  'onError', 'clock', 'compat', 'newSessionLifetime',
 ]);
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'secure', 'sameSite', 'httpOnly', 'persistent', 'partitioned', 'priority']);
 const TRANSPORTS: readonly Transport[] = ['cookie', 'header', 'query'];
@@ -163,6 +170,7 @@ export function resolveOptions(options: SessionOptions = {}): ResolvedOptions {
   const cookieName = nonEmptyString('cookieName', options.cookieName ?? 'sid', TOKEN);
   const maxLifetimeMs = seconds('maxLifetime', options.maxLifetime ?? DEFAULT_MAX_LIFETIME_SECONDS);
   const absoluteLifetimeMs = options.absoluteLifetime === undefined ? undefined : seconds('absoluteLifetime', options.absoluteLifetime);
+  const newSessionLifetimeMs = options.newSessionLifetime === undefined ? undefined : seconds('newSessionLifetime', options.newSessionLifetime);
 
   const secrets = resolveSecrets(options.secret);
   const cookie = resolveCookie(options.cookie ?? {}, cookieName);
@@ -185,6 +193,7 @@ export function resolveOptions(options: SessionOptions = {}): ResolvedOptions {
     cookieName,
     maxLifetimeMs,
     absoluteLifetimeMs,
+    newSessionLifetimeMs,
     secrets,
     cookie,
     transports,

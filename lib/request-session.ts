@@ -96,9 +96,9 @@ export class RequestSession implements SessionHost {
   expiresAt(): Date {
     const state = this.#state;
     const now = this.#manager.now();
-    if (state.kind === 'stored' && this.#lifetimeChange === undefined) return new Date(state.record.expiresAt);
-    const createdAt = state.kind === 'stored' ? state.record.createdAt : now;
-    return new Date(this.#manager.expiryFor({ createdAt, idleMs: this.#idleMs() }, now));
+    if (state.kind !== 'stored') return new Date(this.#manager.newExpiry(now, this.#idleMs()));
+    if (this.#lifetimeChange === undefined) return new Date(state.record.expiresAt);
+    return new Date(this.#manager.expiryFor({ createdAt: state.record.createdAt, idleMs: this.#idleMs() }, now));
   }
 
   /** This session's idle lifetime after pending changes (undefined: the manager's default). */
