@@ -159,7 +159,7 @@ export class Manager extends EventEmitter {
   async touch(record: SessionRecord): Promise<number | undefined> {
     const now = this.now();
     const expiresAt = this.expiryFor(record, now);
-    const touched = await this.#call('touch', () => this.provider.touch(record.key, expiresAt, now));
+    const touched = await this.#call('touch', () => this.#touch(record.key, expiresAt, now));
     return touched ? expiresAt : undefined;
   }
 
@@ -202,7 +202,7 @@ export class Manager extends EventEmitter {
       else values.set(name, json);
     }
     if (!(await provider.create(to, values, createdAt, expiresAt))) return false;
-    if (!(await provider.touch(from, stored.expiresAt, now))) {
+    if (!(await this.#touch(from, stored.expiresAt, now))) {
       await provider.destroy(to); // the old session died meanwhile: so does the new one
       return undefined;
     }
@@ -240,17 +240,22 @@ export class Manager extends EventEmitter {
 
   /** How many sessions are live now: the online-users count. */
   count(): Promise<number> {
-    return this.#call('count', () => this.provider.count(this.now()));
+    const { provider } = this;
+    if (provider.count === undefined) return Promise.reject(this.#cannot('count()'));
+    return this.#call('count', () => provider.count!(this.now()));
   }
 
   /** Deletes expired sessions now; resolves how many. */
   async gc(): Promise<number> {
     const onExpired = this.listenerCount('expired') > 0 ? (key: string) => this.#emit('expired', key) : undefined;
-    return this.#call('gc', () => this.provider.gc(this.now(), onExpired));
+    const { provider } = this;
+    if (provider.gc === undefined) return 0; // its backend expires sessions by itself
+    return this.#call('gc', () => provider.gc!(this.now(), onExpired));
   }
 
   /** Every live session, for admin pages and "log out everywhere" tools. */
   async *sessions(): AsyncIterable<SessionInfo> {
+    if (this.provider.entries === undefined) throw this.#cannot('sessions()');
     const iterator = this.provider.entries(this.now())[Symbol.asyncIterator]();
     for (;;) {
       const next = await this.#call('entries', () => iterator.next());
@@ -301,6 +306,16 @@ export class Manager extends EventEmitter {
     } catch (err) {
       throw this.#wrap(operation, err);
     }
+  }
+
+  /** A provider without `touch` refreshes a session with an update that changes no key. */
+  #touch(key: string, expiresAt: number, now: number): Promise<boolean> {
+    const { provider } = this;
+    return provider.touch ? provider.touch(key, expiresAt, now) : provider.update(key, new Map(), expiresAt, now);
+  }
+
+  #cannot(what: string): SessionError {
+    return new SessionError(`${what} is not available: the ${this.provider.name} provider does not list or count sessions (it has no ${what === 'count()' ? 'count' : 'entries'}())`, { status: 501 });
   }
 
   #wrap(operation: string, err: unknown): ProviderError {

@@ -80,8 +80,12 @@ export interface Provider {
     now: number,
   ): Promise<Map<string, string> | undefined | false>;
 
-  /** Sets a new expiry, only if the session exists and is live at `now`. Resolves whether it did. */
-  touch(sid: string, expiresAt: number, now: number): Promise<boolean>;
+  /**
+   * Optional: sets a new expiry, only if the session exists and is live at
+   * `now`; resolves whether it did. Without it the manager sends an `update`
+   * that changes no key.
+   */
+  touch?(sid: string, expiresAt: number, now: number): Promise<boolean>;
 
   /** Deletes the session. A missing id is a no-op, not an error. */
   destroy(sid: string): Promise<void>;
@@ -90,15 +94,22 @@ export interface Provider {
    * Deletes sessions whose `expiresAt <= now`, calling `onExpired` with each
    * deleted id when given, and resolves how many it deleted. It must not hold
    * the event loop (or the database) for long: large sweeps go in batches.
-   * A provider whose backend expires entries by itself may resolve 0.
+   * Optional: a provider whose backend expires entries by itself leaves it out
+   * (or resolves 0).
    */
-  gc(now: number, onExpired?: (sid: string) => void): Promise<number>;
+  gc?(now: number, onExpired?: (sid: string) => void): Promise<number>;
 
-  /** How many sessions are live at `now` (expired ones are not counted, collected or not). */
-  count(now: number): Promise<number>;
+  /**
+   * Optional: how many sessions are live at `now` (expired ones are not
+   * counted, collected or not). Without it `manager.count()` rejects, saying so.
+   */
+  count?(now: number): Promise<number>;
 
-  /** Every session live at `now`, in no particular order, without loading all of them at once. */
-  entries(now: number): AsyncIterable<StoredEntry>;
+  /**
+   * Optional: every session live at `now`, in no particular order, without
+   * loading all of them at once. Without it `manager.sessions()` throws, saying so.
+   */
+  entries?(now: number): AsyncIterable<StoredEntry>;
 
   /**
    * Optional, for a provider that evicts live sessions to stay within a bound:
@@ -125,7 +136,8 @@ export interface StoredEntry extends StoredSession {
 /** A provider, or a factory that builds one from `providerOptions`. */
 export type ProviderFactory = (options: Record<string, unknown>) => Provider;
 
-const PROVIDER_METHODS = ['create', 'read', 'update', 'touch', 'destroy', 'gc', 'count', 'entries', 'close'] as const;
+/** What every provider must have; the rest (touch, gc, count, entries, move, readNow) is detected. */
+const PROVIDER_METHODS = ['create', 'read', 'update', 'destroy', 'close'] as const;
 
 /** The names of the `Provider` methods `candidate` lacks (empty when it is a complete provider). */
 export function missingProviderMethods(candidate: unknown): string[] {
