@@ -222,7 +222,7 @@ describe('the provider registry', () => {
     register('taken', new MemoryProvider());
     expect(() => register('taken', new MemoryProvider())).toThrow(/already registered/);
     expect(() => register('redis', new MemoryProvider())).toThrow(/already registered/);
-    expect(() => register('half', { read: async () => undefined } as never)).toThrow(/missing create, update, touch/);
+    expect(() => register('half', { read: async () => undefined } as never)).toThrow(/missing create, update, destroy, close$/);
   });
 
   it('throws on an unknown name with a hint', () => {
