@@ -6,8 +6,9 @@ import { Manager } from './manager';
 import type { SessionOptions } from './options';
 
 export { sessions, type SessionMiddleware, type NextFunction, type SessionRequest, type SessionFields } from './middleware';
-export { Manager, hashId, type SessionInfo, type SessionEvent } from './manager';
+export { Manager, hashId, type SessionInfo, type SessionEvent, type StoreEvent } from './manager';
 export { Session, type SessionData, type SessionValue } from './session';
+export type { CompatSession, CompatCookie, CompatCookieJSON, CompatCallback } from './compat';
 export { SessionError, OptionError, ProviderError } from './errors';
 export { register } from './providers/registry';
 export type { Provider, ProviderFactory, StoredSession, StoredEntry } from './providers/provider';

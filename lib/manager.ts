@@ -32,6 +32,17 @@ export interface SessionRecord {
 export interface SessionEvent {
   id: string;
   error?: Error;
+  /** How long the store took for the step that caused the event (created, regenerated, destroyed, unknownId). */
+  durationMs?: number;
+}
+
+/** Payload of the `store` event: one provider call, for latency metrics. */
+export interface StoreEvent {
+  /** `read`, `create`, `update`, `touch`, `regenerate`, `destroy`, `count`, `gc`, `entries`, `ready`. */
+  operation: string;
+  provider: string;
+  durationMs: number;
+  ok: boolean;
 }
 
 const CREATE_ATTEMPTS = 3;
@@ -41,7 +52,7 @@ const CREATE_ATTEMPTS = 3;
  * and `absoluteLifetime` into one absolute deadline per session, so providers
  * only store `expiresAt`. It runs the GC loop and reports what happens as
  * events: `created`, `regenerated`, `destroyed`, `expired`, `evicted`,
- * `unknownId`, `error`.
+ * `unknownId`, `error`, and `store` (every provider call with its duration).
  *
  * @example
  * const manager = createManager({ provider: 'memory' });
@@ -110,17 +121,22 @@ export class Manager extends EventEmitter {
   load(sid: string): LoadedSession | undefined | Promise<LoadedSession | undefined> {
     const { provider } = this;
     const key = storageKey(sid);
-    if (provider.readNow === undefined) return this.#call('read', () => provider.read(key)).then((stored) => this.#live(sid, key, stored));
+    const started = performance.now();
+    if (provider.readNow === undefined) return this.#call('read', () => provider.read(key)).then((stored) => this.#live(sid, key, stored, started));
+    let stored: StoredSession | undefined;
     try {
-      return this.#live(sid, key, provider.readNow(key));
+      stored = provider.readNow(key);
     } catch (err) {
+      this.#storeEvent('read', started, false);
       return Promise.reject(this.#wrap('read', err));
     }
+    this.#storeEvent('read', started, true);
+    return this.#live(sid, key, stored, started);
   }
 
-  #live(sid: string, key: string, stored: StoredSession | undefined): LoadedSession | undefined {
+  #live(sid: string, key: string, stored: StoredSession | undefined, started: number): LoadedSession | undefined {
     if (stored === undefined) {
-      this.#emit('unknownId', key);
+      this.#emit('unknownId', key, started);
       return undefined;
     }
     if (stored.expiresAt <= this.now()) {
@@ -134,13 +150,14 @@ export class Manager extends EventEmitter {
   /** Stores a new session with `values` under `preferredSid` when given and free, else a fresh id. @internal */
   async create(values: ReadonlyMap<string, string>, preferredSid?: string, idleMs?: number): Promise<SessionRecord> {
     const stored = idleMs === undefined ? values : new Map(values).set(LIFETIME_KEY, String(idleMs));
+    const started = performance.now();
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = attempt === 0 && preferredSid !== undefined ? preferredSid : this.generateId();
       const key = storageKey(sid);
       const createdAt = this.now();
       const expiresAt = this.newExpiry(createdAt, idleMs);
       if (await this.#call('create', () => this.provider.create(key, stored, createdAt, expiresAt))) {
-        this.#emit('created', key);
+        this.#emit('created', key, started);
         return { sid, key, createdAt, expiresAt, idleMs };
       }
     }
@@ -171,6 +188,7 @@ export class Manager extends EventEmitter {
    * @internal
    */
   async regenerate(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<LoadedSession | undefined> {
+    const started = performance.now();
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = this.generateId();
       const key = storageKey(sid);
@@ -179,7 +197,7 @@ export class Manager extends EventEmitter {
       const values = await this.#call('regenerate', () => this.#move(record.key, key, changes, now, expiresAt));
       if (values === undefined) return undefined;
       if (values === false) continue; // the new id was taken: draw another
-      this.#emit('regenerated', key);
+      this.#emit('regenerated', key, started);
       return { record: { sid, key, createdAt: now, expiresAt, idleMs: takeLifetime(values) }, values };
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
@@ -225,8 +243,9 @@ export class Manager extends EventEmitter {
 
   /** @internal */
   async destroyKey(key: string): Promise<void> {
+    const started = performance.now();
     await this.#call('destroy', () => this.provider.destroy(key));
-    this.#emit('destroyed', key);
+    this.#emit('destroyed', key, started);
   }
 
   /**
@@ -295,17 +314,32 @@ export class Manager extends EventEmitter {
     this.#gcTimer.unref();
   }
 
-  #emit(event: string, key: string): void {
-    if (this.listenerCount(event) > 0) this.emit(event, { id: eventId(key) } satisfies SessionEvent);
+  /** Emits `event` for the session stored under `key`; `started` (performance.now()) adds the store time. */
+  #emit(event: string, key: string, started?: number): void {
+    if (this.listenerCount(event) === 0) return;
+    const payload: SessionEvent = { id: eventId(key) };
+    if (started !== undefined) payload.durationMs = performance.now() - started;
+    this.emit(event, payload);
   }
 
   /** Runs a provider call; a failure becomes a 503 `ProviderError` naming the provider and the operation. */
   async #call<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    const timed = this.listenerCount('store') > 0;
+    const started = timed ? performance.now() : 0;
+    let ok = false;
     try {
-      return await run();
+      const result = await run();
+      ok = true;
+      return result;
     } catch (err) {
       throw this.#wrap(operation, err);
+    } finally {
+      if (timed) this.#storeEvent(operation, started, ok);
     }
+  }
+
+  #storeEvent(operation: string, started: number, ok: boolean): void {
+    if (this.listenerCount('store') > 0) this.emit('store', { operation, provider: this.provider.name, durationMs: performance.now() - started, ok } satisfies StoreEvent);
   }
 
   /** A provider without `touch` refreshes a session with an update that changes no key. */

@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { compatSession } from './compat';
+import { debug } from './debug';
 import { SessionError } from './errors';
 import { Manager, type LoadedSession } from './manager';
 import type { SessionOptions } from './options';
@@ -69,7 +71,7 @@ export function sessions(options?: SessionOptions): SessionMiddleware {
 
   const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, incoming: IncomingId | undefined, loaded: LoadedSession | undefined): void => {
     const requestSession = new RequestSession(manager, transport, req, incoming, loaded);
-    bindRequest(req, requestSession);
+    bindRequest(req, requestSession, manager);
     const gateSession = {
       hasPendingWork: () => requestSession.hasPendingWork(),
       commit: (headersSent: boolean) => requestSession.commit(headersSent),
@@ -89,12 +91,18 @@ export function sessions(options?: SessionOptions): SessionMiddleware {
     const candidates = transport.candidates(req);
     if (candidates.length === 0) return begin(req, res, next, undefined, undefined); // no valid id: no store round trip at all
     const found = firstKnown(manager, candidates, 0);
-    if (!(found instanceof Promise)) return begin(req, res, next, found?.incoming, found?.loaded); // an in-process provider answered at once
+    if (!(found instanceof Promise)) {
+      if (debug.enabled) debugLoad(candidates.length, found);
+      return begin(req, res, next, found?.incoming, found?.loaded); // an in-process provider answered at once
+    }
     found.then(
-      (result) => begin(req, res, next, result?.incoming, result?.loaded),
+      (result) => {
+        if (debug.enabled) debugLoad(candidates.length, result);
+        begin(req, res, next, result?.incoming, result?.loaded);
+      },
       (err: unknown) => {
         // A store outage is an error, never a silent "no session"; error handlers still find a req.session.
-        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined));
+        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined), manager);
         next(err);
       },
     );
@@ -103,6 +111,11 @@ export function sessions(options?: SessionOptions): SessionMiddleware {
 }
 
 type Found = { incoming: IncomingId; loaded: LoadedSession } | undefined;
+
+function debugLoad(candidates: number, found: Found): void {
+  if (found) debug('loaded %s (via %s)', found.loaded.record.key.slice(0, 12), found.incoming.via);
+  else debug('unknown id (%d candidate(s)): a new session', candidates);
+}
 
 /** The first candidate id the store knows, in order; synchronous while the provider answers synchronously. */
 function firstKnown(manager: Manager, candidates: IncomingId[], from: number): Found | Promise<Found> {
@@ -119,10 +132,12 @@ function firstKnown(manager: Manager, candidates: IncomingId[], from: number): F
 /**
  * `req.session`, `req.sessionID` and `req.destroySession()` as own properties
  * of this request: Node's classes and Express's shared prototypes stay as they are.
+ * With `compat: 'express-session'`, `req.session` is the express-session-like view.
  */
-function bindRequest(req: IncomingMessage, requestSession: RequestSession): void {
+function bindRequest(req: IncomingMessage, requestSession: RequestSession, manager: Manager): void {
+  const session = manager.options.compat === 'express-session' ? compatSession(requestSession, manager, req) : requestSession.session;
   Object.defineProperties(req, {
-    session: { configurable: true, enumerable: true, writable: true, value: requestSession.session },
+    session: { configurable: true, enumerable: true, writable: true, value: session },
     sessionID: {
       configurable: true,
       enumerable: true,

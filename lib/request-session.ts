@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { LIFETIME_KEY, type LoadedSession, type Manager, type SessionRecord } from './manager';
+import { debug } from './debug';
 import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
 import { withIdInUrl, type IncomingId, type IdTransport } from './transport';
@@ -144,6 +145,7 @@ export class RequestSession implements SessionHost {
       if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
       this.#log.reset(moved.values);
       this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
+      debug('regenerated %s as %s', state.record.key.slice(0, 12), moved.record.key.slice(0, 12));
     });
   }
 
@@ -167,7 +169,10 @@ export class RequestSession implements SessionHost {
   destroy(): Promise<void> {
     return this.#enqueue(async () => {
       const state = this.#state;
-      if (state.kind === 'stored') await this.#manager.destroyKey(state.record.key);
+      if (state.kind === 'stored') {
+        await this.#manager.destroyKey(state.record.key);
+        debug('destroyed %s', state.record.key.slice(0, 12));
+      }
       // The client forgets an id it sent us; an id created in this request never reached it.
       this.#state = { kind: 'new', pendingId: undefined, clearClient: this.#incoming !== undefined, destroyed: true };
       this.#lifetimeChange = undefined;
@@ -237,6 +242,7 @@ export class RequestSession implements SessionHost {
         this.#takeChanges(); // folded into the values stored
         const record = await manager.create(new Map(this.#log.values), state.pendingId, idleMs);
         this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };
+        debug('created %s', record.key.slice(0, 12));
         return;
       }
       case 'stored': {
@@ -245,7 +251,8 @@ export class RequestSession implements SessionHost {
         if (this.#hasChanges()) {
           expiresAt = await manager.update(record, this.#takeChanges());
         } else {
-          if (!manager.shouldTouch(record, manager.now())) return;
+          // An expiry this request already wrote (created, regenerated, saved) needs no refresh.
+          if (state.refreshed || !manager.shouldTouch(record, manager.now())) return;
           // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
           // A failed refresh is reported but does not fail a request that only read.
           expiresAt = await manager.touch(record).catch((err: unknown) => {
@@ -257,6 +264,7 @@ export class RequestSession implements SessionHost {
         if (expiresAt === undefined) return this.#lose();
         record.expiresAt = expiresAt;
         state.refreshed = true;
+        debug('saved %s', record.key.slice(0, 12));
       }
     }
   }
@@ -272,6 +280,7 @@ export class RequestSession implements SessionHost {
    * and never re-sends the dead id.
    */
   #lose(): void {
+    if (debug.enabled) debug('lost %s: destroyed or expired elsewhere during the request', this.handle()?.slice(0, 12));
     this.#state = { kind: 'lost', throwawayId: undefined };
     this.#lifetimeChange = undefined;
     this.#log.reset();
