@@ -137,7 +137,7 @@ describe('manager', () => {
     it('carry a short hash of the id, never the id itself', async () => {
       const { app: own, middleware } = buildApp(express, { clock: clock.now, maxLifetime: 60 });
       const events: Array<[string, SessionEvent]> = [];
-      for (const name of ['created', 'regenerated', 'destroyed', 'expired', 'unknownId']) {
+      for (const name of ['created', 'regenerated', 'destroyed', 'expired', 'unknownId'] as const) {
         middleware.manager.on(name, (event: SessionEvent) => events.push([name, event]));
       }
       const first = cookiePair(await request(own).get('/set/a/1'));
@@ -240,7 +240,7 @@ describe('the provider registry', () => {
   });
 
   it('refuses an unknown option of the memory provider, naming it', () => {
-    expect(() => sessions({ provider: 'memory', providerOptions: { maxSesions: 3 } })).toThrow('[memory] unknown option maxSesions');
+    expect(() => sessions({ provider: 'memory', providerOptions: { maxSesions: 3 } as never })).toThrow('[memory] unknown option maxSesions');
   });
 
   it('reports each eviction at maxSessions as an evicted event with a hashed id', async () => {

@@ -8,14 +8,8 @@ import express, { type ErrorRequestHandler, type Request, type RequestHandler, t
 import { sessions, type Manager, type SessionOptions } from '../lib';
 import * as views from './views';
 
-declare module '../lib' {
-  interface SessionData {
-    username: string;
-    countnum: number;
-    /** When the counter's session started, milliseconds since the epoch (the session clock). */
-    createtime: number;
-  }
-}
+/// <reference path="./session-data.d.ts" />
+// The demo declares its session keys (session-data.d.ts): a misspelt key is a type error.
 
 /** Seconds after which /count replaces the session, as in the classic Go example. */
 export const DEFAULT_REPLACE_AFTER_SECONDS = 360;

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, ProviderError, SessionError } from './errors';
-import { resolveOptions, SESSION_ID_PATTERN, type ResolvedOptions, type SessionOptions } from './options';
+import { resolveOptions, SESSION_ID_PATTERN, type ProviderChoice, type ResolvedOptions, type SessionOptions } from './options';
 import type { Provider, StoredSession } from './providers/provider';
+import type { SessionDataRecord } from './session';
 import { resolveProvider } from './providers/registry';
 
 /** One entry of `manager.sessions()`: no raw id, only the handle the store keeps. */
@@ -11,7 +12,7 @@ export interface SessionInfo {
   handle: string;
   createdAt: Date;
   expiresAt: Date;
-  data: Record<string, unknown>;
+  data: SessionDataRecord;
 }
 
 /**
@@ -36,6 +37,18 @@ export interface SessionEvent {
   durationMs?: number;
 }
 
+/** The manager's events and their payloads: `manager.on('created', (event) => …)`. */
+export interface ManagerEvents {
+  created: SessionEvent;
+  regenerated: SessionEvent;
+  destroyed: SessionEvent;
+  expired: SessionEvent;
+  evicted: SessionEvent;
+  unknownId: SessionEvent;
+  error: SessionEvent & { error: Error };
+  store: StoreEvent;
+}
+
 /** Payload of the `store` event: one provider call, for latency metrics. */
 export interface StoreEvent {
   /** `read`, `create`, `update`, `touch`, `regenerate`, `destroy`, `count`, `gc`, `entries`, `ready`. */
@@ -58,13 +71,24 @@ const CREATE_ATTEMPTS = 3;
  * const manager = createManager({ provider: 'memory' });
  * console.log(await manager.count(), 'users online');
  */
+// Typed events: a misspelt event name or a wrong payload is a type error.
+export interface Manager {
+  on<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
+  once<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
+  off<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
+  addListener<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
+  removeListener<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
+  emit<E extends keyof ManagerEvents>(event: E, payload: ManagerEvents[E]): boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Manager extends EventEmitter {
   readonly options: ResolvedOptions;
   readonly provider: Provider;
   #gcTimer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
 
-  constructor(options: SessionOptions = {}) {
+  constructor(options: SessionOptions<ProviderChoice> = {}) {
     super();
     this.options = resolveOptions(options);
     this.provider = resolveProvider(this.options.provider, this.options.providerOptions);
@@ -281,7 +305,7 @@ export class Manager extends EventEmitter {
       if (next.done) return;
       const { sid: handle, values, createdAt, expiresAt } = next.value;
       takeLifetime(values);
-      const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)]));
+      const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)])) as SessionDataRecord;
       yield { handle, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt), data };
     }
   }
@@ -315,7 +339,7 @@ export class Manager extends EventEmitter {
   }
 
   /** Emits `event` for the session stored under `key`; `started` (performance.now()) adds the store time. */
-  #emit(event: string, key: string, started?: number): void {
+  #emit(event: Exclude<keyof ManagerEvents, 'error' | 'store'>, key: string, started?: number): void {
     if (this.listenerCount(event) === 0) return;
     const payload: SessionEvent = { id: eventId(key) };
     if (started !== undefined) payload.durationMs = performance.now() - started;

@@ -3,7 +3,7 @@ import { compatSession } from './compat';
 import { debug } from './debug';
 import { SessionError } from './errors';
 import { Manager, type LoadedSession } from './manager';
-import type { SessionOptions } from './options';
+import type { ProviderChoice, SessionOptions } from './options';
 import { RequestSession, type IdOutcome } from './request-session';
 import { ResponseGate } from './response-gate';
 import type { Session } from './session';
@@ -64,8 +64,8 @@ const boundBy = new WeakMap<IncomingMessage, Manager>();
  * app.get('/', (req, res) => res.send(req.session.get('username') ?? 'guest'));
  * @throws OptionError at call time for an unknown option or an invalid value.
  */
-export function sessions(options?: SessionOptions): SessionMiddleware {
-  const manager = new Manager(options);
+export function sessions<P extends ProviderChoice = 'memory'>(options?: SessionOptions<P>): SessionMiddleware {
+  const manager = new Manager(options as SessionOptions<ProviderChoice>);
   const transport = new IdTransport(manager.options);
   const report = (err: unknown): void => manager.reportError(err);
 

@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { OptionError } from './errors';
+import type { FileOptions } from './providers/file';
+import type { MemoryOptions } from './providers/memory';
+import type { PostgresOptions } from './providers/postgres';
 import type { Provider } from './providers/provider';
+import type { RedisOptions } from './providers/redis';
+import type { SqliteOptions } from './providers/sqlite';
 
 export type Transport = 'cookie' | 'header' | 'query';
 
@@ -22,12 +27,32 @@ export interface CookieOptions {
   priority?: 'low' | 'medium' | 'high';
 }
 
+/**
+ * The `providerOptions` of each provider name. A provider registered by name
+ * adds its own by merging:
+ * `declare module 'session-manager' { interface ProviderOptionsByName { mystore: MyOptions } }`
+ */
+export interface ProviderOptionsByName {
+  memory: MemoryOptions;
+  file: FileOptions;
+  sqlite: SqliteOptions;
+  redis: RedisOptions;
+  postgres: PostgresOptions;
+}
+
+/** A provider name (built-in, or registered), or a provider instance. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export type ProviderChoice = keyof ProviderOptionsByName | (string & {}) | Provider;
+
+/** The `providerOptions` that go with provider `P`. */
+export type ProviderOptionsOf<P> = P extends keyof ProviderOptionsByName ? ProviderOptionsByName[P] : Record<string, unknown>;
+
 /** Options of `sessions()` and `createManager()`. See the README's options table. */
-export interface SessionOptions {
+export interface SessionOptions<P extends ProviderChoice = ProviderChoice> {
   /** A registered provider's name, or an instance. @default 'memory' */
-  provider?: string | Provider;
-  /** Passed to a named provider's factory. @default {} */
-  providerOptions?: Record<string, unknown>;
+  provider?: P;
+  /** Passed to a named provider's factory, typed by its name. @default {} */
+  providerOptions?: ProviderOptionsOf<P>;
   /** @default 'sid' */
   cookieName?: string;
   /** Idle timeout in seconds; every use slides it. @default 3600 */
@@ -156,7 +181,7 @@ function defaultOnError(err: Error): void {
 }
 
 /** Applies defaults and validates every option; throws an `OptionError` that names the option. */
-export function resolveOptions(options: SessionOptions = {}): ResolvedOptions {
+export function resolveOptions(options: SessionOptions<ProviderChoice> = {}): ResolvedOptions {
   if (!isPlainObject(options)) throw new OptionError(`options must be an object, got ${describe(options)}`);
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.has(name)) throw new OptionError(`unknown option ${name}`);

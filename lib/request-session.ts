@@ -46,6 +46,11 @@ export class RequestSession implements SessionHost {
   #queue: Promise<unknown> | undefined;
   /** Runs first in every commit: lets a compatibility layer turn in-place edits into per-key changes. */
   beforeCommit: (() => void) | undefined;
+  /**
+   * An explicit `save()` stored the session: before the response carries its
+   * id, the final commit checks it still exists (a logout may have landed since).
+   */
+  #recheck = false;
   /** A lifetime set by `setLifetime()` and not stored yet: milliseconds, or null for the default. */
   #lifetimeChange: number | null | undefined;
 
@@ -124,7 +129,10 @@ export class RequestSession implements SessionHost {
   }
 
   save(): Promise<boolean> {
-    return this.#enqueue(() => this.#commit(false)).then(() => this.#state.kind !== 'lost');
+    return this.#enqueue(async () => {
+      await this.#commit(false);
+      this.#recheck = this.#state.kind === 'stored';
+    }).then(() => this.#state.kind !== 'lost');
   }
 
   /** Saves pending changes before the response: `headersSent` when they can no longer carry a new id. */
@@ -190,7 +198,7 @@ export class RequestSession implements SessionHost {
     const state = this.#state;
     switch (state.kind) {
       case 'stored':
-        return this.#hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
+        return this.#recheck || this.#hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
       case 'new':
         return this.#hasChanges() || this.#storesEmpty(state);
       case 'lost':
@@ -249,10 +257,13 @@ export class RequestSession implements SessionHost {
         const { record } = state;
         let expiresAt: number | null | undefined;
         if (this.#hasChanges()) {
+          this.#recheck = false; // the update checks the session exists
           expiresAt = await manager.update(record, this.#takeChanges());
         } else {
-          // An expiry this request already wrote (created, regenerated, saved) needs no refresh.
-          if (state.refreshed || !manager.shouldTouch(record, manager.now())) return;
+          // An expiry this request already wrote needs no refresh, unless a save() wrote it and the id is about to go out.
+          const recheck = this.#recheck;
+          this.#recheck = false;
+          if (!recheck && (state.refreshed || !manager.shouldTouch(record, manager.now()))) return;
           // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
           // A failed refresh is reported but does not fail a request that only read.
           expiresAt = await manager.touch(record).catch((err: unknown) => {

@@ -9,8 +9,24 @@
  */
 export interface SessionData {}
 
+/**
+ * The keys a session takes: those `SessionData` declares, once an app declares
+ * any (so a misspelt key is a type error, and editors complete them); any
+ * string while it declares none.
+ */
+export type SessionKey = [keyof SessionData] extends [never] ? string : Extract<keyof SessionData, string>;
+
 /** The declared type of `key`, or `unknown` for keys `SessionData` does not name. */
 export type SessionValue<K extends string> = K extends keyof SessionData ? SessionData[K] : unknown;
+
+/** What JSON cannot hold: `set` refuses it at run time, and the types refuse it at compile time. */
+type NotJson = Map<unknown, unknown> | Set<unknown> | WeakMap<object, unknown> | WeakSet<object> | ((...args: never[]) => unknown) | symbol | bigint | undefined;
+
+/** `V`, or `never` when it has no JSON form (nested values are checked at run time). */
+export type JsonSafe<V> = V extends NotJson ? never : V;
+
+/** A session's data as listings show it: the declared shape when there is one. */
+export type SessionDataRecord = [keyof SessionData] extends [never] ? Record<string, unknown> : Partial<SessionData> & Record<string, unknown>;
 
 /** What a session asks of the request that owns it (ids and storage live there, not here). */
 export interface SessionHost {
@@ -81,7 +97,7 @@ export class Session {
   }
 
 /** The value stored under `key`, or `undefined`. */
-  get<K extends string>(key: K): SessionValue<K> | undefined {
+  get<K extends SessionKey>(key: K): SessionValue<K> | undefined {
     const json = this.#log.values.get(key);
     return json === undefined ? undefined : (JSON.parse(json) as SessionValue<K>);
   }
@@ -90,7 +106,7 @@ export class Session {
    * Stores `value` under `key`; saved before the response goes out.
    * @throws TypeError when `value` is not JSON-serialisable or `key` is not well-formed Unicode (nothing changes then).
    */
-  set<K extends string>(key: K, value: SessionValue<K>): void {
+  set<K extends SessionKey, V extends SessionValue<K>>(key: K, value: V & JsonSafe<V>): void {
     checkKey(key);
     const json = toJson(key, value);
     this.#log.values.set(key, json);
@@ -98,7 +114,7 @@ export class Session {
   }
 
   /** Removes `key`; answers whether this session had it. */
-  delete(key: string): boolean {
+  delete(key: SessionKey): boolean {
     checkKey(key);
     // Recorded even when absent here: a concurrent request may have set it.
     this.#log.record(key, undefined);

@@ -1,4 +1,5 @@
-// Type-level tests: checked by `tsc --noEmit` in `npm test`; never executed.
+// Type-level tests for an app that declares its session keys: checked by
+// `tsc --noEmit -p __tests__/types` in `npm test`; never executed.
 import type { Request } from 'express';
 import { sessions, type Session, type SessionRequest } from 'session-manager';
 
@@ -13,10 +14,15 @@ declare const session: Session;
 
 const name: string | undefined = session.get('username');
 const count: number | undefined = session.get('countnum');
-const other: unknown = session.get('undeclared');
 session.set('username', 'ann');
 session.set('countnum', 3);
-session.set('anything-else', { free: 'form' });
+
+// @ts-expect-error a misspelt key is an error once keys are declared
+session.get('usrname');
+// @ts-expect-error a misspelt key is an error for set too
+session.set('usrname', 'oops');
+// @ts-expect-error and for delete
+session.delete('usrname');
 
 // @ts-expect-error a declared key takes only its declared type
 session.set('countnum', 'three');
@@ -24,6 +30,32 @@ session.set('countnum', 'three');
 const wrong: number | undefined = session.get('username');
 // @ts-expect-error sessionID is read-only
 session.sessionID = 'x';
+
+// Events and their payloads are typed.
+middleware_events();
+function middleware_events(): void {
+  const manager = sessions().manager;
+  manager.on('created', (event) => event.id.toUpperCase());
+  manager.on('store', (event) => event.durationMs.toFixed());
+  // @ts-expect-error a misspelt event name
+  manager.on('craeted', () => undefined);
+}
+
+// providerOptions are typed by the provider's name.
+sessions({ provider: 'redis', providerOptions: { url: 'redis://127.0.0.1:6379' } });
+// @ts-expect-error `uri` is not a Redis option
+sessions({ provider: 'redis', providerOptions: { uri: 'redis://127.0.0.1:6379' } });
+// @ts-expect-error `dir` is a file option, not a memory one
+sessions({ providerOptions: { dir: '/tmp' } });
+
+// Listings carry the declared shape.
+async function listing(): Promise<void> {
+  for await (const info of sessions().manager.sessions()) {
+    const user: string | undefined = info.data.username;
+    void user;
+  }
+}
+void listing;
 
 declare const req: Request;
 declare const raw: SessionRequest;
@@ -36,4 +68,4 @@ const online: Promise<number> = middleware.manager.count();
 // @ts-expect-error unknown options are rejected by the types too
 sessions({ maxLifeTime: 60 });
 
-export { name, count, other, wrong, fromExpress, fromNode, loggedOut, online };
+export { name, count, wrong, fromExpress, fromNode, loggedOut, online };

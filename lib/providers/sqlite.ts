@@ -1,5 +1,4 @@
 // Only types at top level: `import { sessions } from 'session-manager'` must work without better-sqlite3.
-import type Database from 'better-sqlite3';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { errorMessage, OptionError, ProviderError } from '../errors';
@@ -8,6 +7,29 @@ import { decodeValues, encodeValues } from './values-codec';
 import { driverFailure } from './with-timeout';
 
 /** Options of {@link SqliteProvider} (also its `providerOptions` under the name `'sqlite'`). Give `path` or `database`. */
+/** A prepared statement, as much of better-sqlite3's as the provider uses. */
+export interface SqliteStatement {
+  readonly reader: boolean;
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  safeIntegers(toggle?: boolean): unknown;
+}
+
+/**
+ * A better-sqlite3 `Database`, as much of it as the provider uses: structural,
+ * so the published types compile without better-sqlite3's installed.
+ */
+export interface SqliteDatabase {
+  readonly open: boolean;
+  prepare(source: string): SqliteStatement;
+  exec(source: string): unknown;
+  pragma(source: string): unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  transaction(fn: (...args: any[]) => unknown): { immediate: (...args: any[]) => any };
+  close(): unknown;
+}
+
 export interface SqliteOptions {
   /**
    * Database file, created when missing (mode 0600, and so are its `-wal` and
@@ -19,7 +41,7 @@ export interface SqliteOptions {
    * in it, leaves its settings alone (enable WAL and a busy timeout yourself when
    * several processes share the file) and does not close it in `close()`.
    */
-  database?: Database.Database;
+  database?: SqliteDatabase;
   /** Table name (letters, digits, `_`). Default `'sessions'`. */
   table?: string;
   /**
@@ -71,7 +93,7 @@ interface Row {
  */
 export class SqliteProvider implements Provider {
   readonly name = NAME;
-  readonly #db: Database.Database;
+  readonly #db: SqliteDatabase;
   readonly #ownsDatabase: boolean;
   readonly #gcBatchSize: number;
   readonly #onError: (err: Error) => void;
@@ -242,9 +264,9 @@ function applyChanges(values: Map<string, string>, changes: ReadonlyMap<string, 
 }
 
 /** Loads better-sqlite3 only now, so apps that pass `database` (or use another provider) never need it. */
-function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
+function openDatabase(path: string, busyTimeoutMs: number): SqliteDatabase {
   const Driver = loadDriver();
-  let db: Database.Database | undefined;
+  let db: SqliteDatabase | undefined;
   try {
     createOwnerOnly(path);
     db = new Driver(path, { timeout: busyTimeoutMs });
@@ -258,7 +280,7 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
 }
 
 /** A missing driver is a setup mistake, reported like every provider's: an OptionError at construction. */
-function loadDriver(): typeof Database {
+function loadDriver(): new (path: string, options: { timeout: number }) => SqliteDatabase {
   try {
     return require('better-sqlite3');
   } catch (err) {
@@ -277,7 +299,7 @@ function createOwnerOnly(path: string): void {
   closeSync(openSync(path, 'a', 0o600)); // 'a': O_CREAT without O_TRUNC, harmless if another process just made it
 }
 
-function prepare(db: Database.Database, table: string) {
+function prepare(db: SqliteDatabase, table: string) {
   const t = `"${table}"`; // safe to quote: checkOptions allows only [A-Za-z0-9_]
   db.exec(`
     CREATE TABLE IF NOT EXISTS ${t} (
