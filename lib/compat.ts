@@ -92,6 +92,7 @@ const noop = (): void => undefined;
  * that turns property reads and writes into `get`/`set`/`delete`, keeps the
  * objects it hands out for the request, and at commit stores (key by key)
  * those changed in place.
+ * @internal
  */
 export function compatSession(requestSession: RequestSession, manager: Manager, req: IncomingMessage): CompatSession {
   const session = requestSession.session;
