@@ -1,10 +1,15 @@
-// Writes dist/index.mjs: the ES-module face of the CommonJS build, with named exports.
+// Writes dist/index.mjs and dist/testing.mjs: the ES-module faces of the CommonJS
+// build's entries, with named exports. Each wraps its CommonJS module, so an app
+// that imports and one that requires share one registry. Usage:
+//   node scripts/write-esm-wrapper.js [distDir]   (default: dist)
 const { writeFileSync } = require('node:fs');
-const { join } = require('node:path');
+const { join, resolve } = require('node:path');
 
-const dist = join(__dirname, '..', 'dist');
-const names = Object.keys(require(join(dist, 'index.js'))).filter((name) => name !== '__esModule' && name !== 'default');
-writeFileSync(
-  join(dist, 'index.mjs'),
-  `import cjs from './index.js';\nexport const { ${names.join(', ')} } = cjs;\nexport default cjs;\n`,
-);
+const dist = process.argv[2] ? resolve(process.argv[2]) : join(__dirname, '..', 'dist');
+for (const entry of ['index', 'testing']) {
+  const names = Object.keys(require(join(dist, `${entry}.js`))).filter((name) => name !== '__esModule' && name !== 'default');
+  writeFileSync(
+    join(dist, `${entry}.mjs`),
+    `import cjs from './${entry}.js';\nexport const { ${names.join(', ')} } = cjs;\nexport default cjs;\n`,
+  );
+}

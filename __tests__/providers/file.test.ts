@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { OptionError, ProviderError } from '../../lib/errors';
 import { FileProvider, type FileOptions } from '../../lib/providers/file';
 import type { Provider } from '../../lib/providers/provider';
-import { runProviderConformance } from '../support/provider-conformance';
+import { providerConformance } from '../../lib/testing';
 
 const MINUTE = 60_000;
 const roots = new Map<Provider, string>();
@@ -29,9 +29,10 @@ const fileOf = (dir: string, sid: string): string => join(dir, `${createHash('sh
 /** The folder of a provider that `freshProvider` made. */
 const dirOf = (provider: Provider): string => join(roots.get(provider)!, 'sessions');
 
-runProviderConformance('file', {
-  create: () => freshProvider().provider,
+providerConformance({ describe, it, expect, beforeEach, afterEach }, () => freshProvider().provider, {
+  name: 'file',
   destroy: dispose,
+  skip: [{ reason: 'every read goes to the disk: no synchronous read', groups: ['readNow'] }],
   persistent: {
     reopen: (provider) => new FileProvider({ dir: dirOf(provider) }),
     processOptions: (provider) => ({ name: 'file', options: { dir: dirOf(provider) } }),
@@ -42,7 +43,14 @@ runProviderConformance('file', {
     },
   },
 });
-runProviderConformance('file (fsync)', { create: () => freshProvider({ fsync: true }).provider, destroy: dispose });
+providerConformance({ describe, it, expect, beforeEach, afterEach }, () => freshProvider({ fsync: true }).provider, {
+  name: 'file (fsync)',
+  destroy: dispose,
+  skip: [
+    { reason: 'every read goes to the disk: no synchronous read', groups: ['readNow'] },
+    { reason: 'the storage-outlives-the-instance cases run once, without fsync', groups: ['persistent'] },
+  ],
+});
 
 const json = (entries: Record<string, unknown>): Map<string, string> =>
   new Map(Object.entries(entries).map(([key, value]) => [key, JSON.stringify(value)]));

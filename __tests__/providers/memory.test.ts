@@ -1,8 +1,11 @@
 import { OptionError } from '../../lib/errors';
 import { MemoryProvider } from '../../lib/providers/memory';
-import { runProviderConformance } from '../support/provider-conformance';
+import { providerConformance } from '../../lib/testing';
 
-runProviderConformance('memory', { create: () => new MemoryProvider() });
+providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new MemoryProvider(), {
+  name: 'memory',
+  skip: [{ reason: 'sessions live in this process only', groups: ['persistent'] }],
+});
 
 describe('memory provider', () => {
   const now = Date.now();

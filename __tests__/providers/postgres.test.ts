@@ -5,7 +5,7 @@ import { inspect } from 'node:util';
 import { Pool } from 'pg';
 import { OptionError, ProviderError } from '../../lib/errors';
 import { PostgresProvider, type PostgresOptions } from '../../lib/providers/postgres';
-import { runProviderConformance } from '../support/provider-conformance';
+import { providerConformance } from '../../lib/testing';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, skipReason, startPostgres, type PgServer } from '../support/services';
 
@@ -48,8 +48,9 @@ describePg('postgres provider', () => {
     await provider.close();
   }
 
-  runProviderConformance('postgres', {
-    create: () => new PostgresProvider({ connectionString, table: uniqueTable() }),
+  providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new PostgresProvider({ connectionString, table: uniqueTable() }), {
+    name: 'postgres',
+    skip: [{ reason: 'sessions live on a server: no synchronous read', groups: ['readNow'] }],
     destroy: (provider) => cleanUp(provider as PostgresProvider),
     persistent: {
       reopen: (provider) => new PostgresProvider({ connectionString, table: (provider as PostgresProvider).table }),

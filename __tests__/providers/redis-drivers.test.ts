@@ -13,7 +13,7 @@ import IORedis from 'ioredis';
 import IORedis5 from 'ioredis5';
 import { ProviderError } from '../../lib/errors';
 import { RedisProvider, type IORedisClient, type NodeRedisClient } from '../../lib/providers/redis';
-import { runProviderConformance } from '../support/provider-conformance';
+import { providerConformance, type ConformanceSkip } from '../../lib/testing';
 import { eventually } from '../support/provider-waits';
 import { freePort, redisBinary, skipReason } from '../support/services';
 
@@ -23,6 +23,9 @@ const describeRedis = reason ? describe.skip : describe;
 const url = process.env.REDIS_URL ?? '';
 const MINUTE = 60_000;
 const GC_BY_BACKEND = 'Redis deletes each session at its expiresAt by itself (PEXPIREAT), so gc() resolves 0';
+const NO_READNOW: ConformanceSkip = { reason: 'sessions live on a server: no synchronous read', groups: ['readNow'] };
+/** Preloaded into the two-process children, so they use the driver under test (see the file). */
+const PRELOAD = join(__dirname, 'redis-drivers.preload.js');
 
 type Package = 'redis' | 'redis6' | 'ioredis' | 'ioredis5';
 const version = (pkg: Package): string => (require(`${pkg}/package.json`) as { version: string }).version;
@@ -120,42 +123,29 @@ beforeAll(async () => {
 });
 afterAll(() => admin?.destroy());
 
-/**
- * The environment child processes inherit. Not `process.env`: Jest gives each
- * test file a copy, which `child_process.spawn` (of the real process) never reads.
- */
-const childEnv: NodeJS.ProcessEnv = (require('node:module') as { _load(request: string): NodeJS.Process })._load('node:process').env;
-
 describeRedis.each(DRIVERS)('redis provider with a $label client ($pkg)', (driver) => {
   let app: AppClient;
-  const saved = { NODE_OPTIONS: childEnv.NODE_OPTIONS, SESSION_TEST_REDIS_DRIVER: childEnv.SESSION_TEST_REDIS_DRIVER };
 
   beforeAll(async () => {
     app = await driver.connect(url);
-    // Child processes started from here (the two-process cases) use this driver too.
-    if (driver.pkg !== 'redis') {
-      childEnv.NODE_OPTIONS = `${saved.NODE_OPTIONS ?? ''} --require ${join(__dirname, 'redis-drivers.preload.js')}`.trim();
-      childEnv.SESSION_TEST_REDIS_DRIVER = driver.pkg;
-    }
   });
 
   afterAll(async () => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete childEnv[name];
-      else childEnv[name] = value;
-    }
     await app.close();
   });
 
-  runProviderConformance(`redis (${driver.label})`, {
-    create: () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }),
+  providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }), {
+    name: `redis (${driver.label})`,
     destroy: (provider) => cleanUp(provider as RedisProvider),
     gcByBackend: GC_BY_BACKEND,
+    skip: [NO_READNOW],
     persistent: {
       reopen: (provider) => new RedisProvider({ client: app.client, prefix: (provider as RedisProvider).prefix }),
       processOptions: (provider) => ({ name: driver.childProvider, options: { url, prefix: (provider as RedisProvider).prefix } }),
       perProcess: 200,
       inFlight: 10,
+      // The child processes use this driver too.
+      env: driver.pkg === 'redis' ? undefined : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${PRELOAD}`.trim(), SESSION_TEST_REDIS_DRIVER: driver.pkg },
     },
   });
 
@@ -241,10 +231,11 @@ describeRedis('redis provider with clients configured to shape replies different
     });
     afterAll(() => app.close());
 
-    runProviderConformance(`redis (${label})`, {
-      create: () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }),
+    providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }), {
+      name: `redis (${label})`,
       destroy: (provider) => cleanUp(provider as RedisProvider),
       gcByBackend: GC_BY_BACKEND,
+      skip: [NO_READNOW, { reason: 'the two-process cases run once per driver, above', groups: ['persistent'] }],
     });
   });
 });
