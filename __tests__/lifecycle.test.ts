@@ -334,6 +334,29 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       expect((await request(app).get('/read').set('Cookie', cookie)).body.username).toBe('alice');
     });
 
+    it('a save() that fails loses nothing: the changes still fail the response, or are stored once the store is back', async () => {
+      const { app } = setup();
+      const cookie = await login(app);
+      app.get('/save-fails-then-recovers', async (req, res) => {
+        req.session.set('n', 2);
+        provider.failing.add('update');
+        const first = await req.session.save().then(() => 'saved', () => 'failed');
+        provider.failing.clear();
+        res.json({ first });
+      });
+      app.get('/save-fails', async (req, res) => {
+        req.session.set('m', 3);
+        provider.failing.add('update');
+        await req.session.save().catch(() => undefined);
+        res.json({ ok: true }); // the final commit tries again, fails again: a 503, not a silent 200
+      });
+      expect((await request(app).get('/save-fails-then-recovers').set('Cookie', cookie)).body).toEqual({ first: 'failed' });
+      expect((await request(app).get('/get/n').set('Cookie', cookie)).body.value).toBe(2);
+      expect((await request(app).get('/save-fails').set('Cookie', cookie)).status).toBe(503);
+      provider.failing.clear();
+      expect((await request(app).get('/get/m').set('Cookie', cookie)).body.value).toBeNull();
+    });
+
     it('aborts a streamed response whose final save fails', async () => {
       const { app } = setup();
       const cookie = await login(app);

@@ -11,6 +11,7 @@ export { Session, type SessionData, type SessionValue, type SessionKey, type Ses
 export type { CompatSession, CompatCookie, CompatCookieJSON, CompatCallback } from './compat';
 export { SessionError, OptionError, ProviderError } from './errors';
 export { register } from './providers/registry';
+export { optionError, rejectUnknownOptions, loadDriver } from './providers/kit';
 export type { Provider, ProviderFactory, StoredSession, StoredEntry } from './providers/provider';
 export type { SessionOptions, CookieOptions, Transport, ProviderOptionsByName, ProviderOptionsOf, ProviderChoice } from './options';
 export { MemoryProvider, type MemoryOptions } from './providers/memory';

@@ -124,6 +124,27 @@ export class RequestSession implements SessionHost {
     return changes;
   }
 
+  /**
+   * Runs a store write of this request's changes. When it fails, nothing is
+   * lost: the changes wait for the next commit (which fails the request in
+   * turn if the store is still down) instead of vanishing.
+   */
+  async #storing<T>(write: (changes: Map<string, string | undefined>) => Promise<T>): Promise<T> {
+    const lifetime = this.#lifetimeChange;
+    const record = this.#state.kind === 'stored' ? this.#state.record : undefined;
+    const idleBefore = record?.idleMs;
+    const changes = this.#takeChanges();
+    try {
+      return await write(changes);
+    } catch (err) {
+      changes.delete(LIFETIME_KEY);
+      this.#log.restore(changes);
+      this.#lifetimeChange ??= lifetime;
+      if (record) record.idleMs = idleBefore;
+      throw err;
+    }
+  }
+
   #hasChanges(): boolean {
     return this.#log.hasChanges() || this.#lifetimeChange !== undefined;
   }
@@ -149,7 +170,7 @@ export class RequestSession implements SessionHost {
       }
       if (state.kind === 'lost') return;
       // One atomic step: the stored values as they are now, plus this request's changes, under a new id.
-      const moved = await this.#manager.regenerate(state.record, this.#takeChanges());
+      const moved = await this.#storing((changes) => this.#manager.regenerate(state.record, changes));
       if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
       this.#log.reset(moved.values);
       this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
@@ -247,8 +268,8 @@ export class RequestSession implements SessionHost {
           return;
         }
         const idleMs = this.#idleMs();
-        this.#takeChanges(); // folded into the values stored
-        const record = await manager.create(new Map(this.#log.values), state.pendingId, idleMs);
+        // The changes are folded into the values stored.
+        const record = await this.#storing(() => manager.create(new Map(this.#log.values), state.pendingId, idleMs));
         this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };
         debug('created %s', record.key.slice(0, 12));
         return;
@@ -258,7 +279,7 @@ export class RequestSession implements SessionHost {
         let expiresAt: number | null | undefined;
         if (this.#hasChanges()) {
           this.#recheck = false; // the update checks the session exists
-          expiresAt = await manager.update(record, this.#takeChanges());
+          expiresAt = await this.#storing((changes) => manager.update(record, changes));
         } else {
           // An expiry this request already wrote needs no refresh, unless a save() wrote it and the id is about to go out.
           const recheck = this.#recheck;

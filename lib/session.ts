@@ -74,6 +74,11 @@ export class ChangeLog {
     return changes;
   }
 
+  /** Puts back changes a failed write took, under any made since. */
+  restore(changes: Changes): void {
+    for (const [key, json] of changes) if (!this.#changes?.has(key)) this.record(key, json);
+  }
+
   /** Forgets values and changes: the session is empty (destroyed, or lost elsewhere). */
   reset(values: Map<string, string> = new Map()): void {
     this.values = values;
