@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, ProviderError, SessionError } from './errors';
 import { resolveOptions, SESSION_ID_PATTERN, type ProviderChoice, type ResolvedOptions, type SessionOptions } from './options';
-import type { Provider, StoredSession } from './providers/provider';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './providers/provider';
 import type { SessionDataRecord } from './session';
 import { resolveProvider } from './providers/registry';
 
@@ -12,6 +12,8 @@ export interface SessionInfo {
   handle: string;
   createdAt: Date;
   expiresAt: Date;
+  /** The user the session is bound to (`req.session.bindUser()`), if any. */
+  userId?: string;
   data: SessionDataRecord;
 }
 
@@ -27,6 +29,8 @@ export interface SessionRecord {
   expiresAt: number;
   /** This session's idle lifetime when it has its own (`setLifetime`), else the manager's `maxLifetime`. */
   idleMs?: number;
+  /** The user it is bound to. */
+  userId?: string;
 }
 
 /** Payload of every manager event: `id` is a short hash of the session id, never the id itself. */
@@ -168,12 +172,14 @@ export class Manager extends EventEmitter {
       this.provider.destroy(key).catch((err) => this.reportError(err, key));
       return undefined;
     }
-    return { record: { sid, key, createdAt: stored.createdAt, expiresAt: stored.expiresAt, idleMs: takeLifetime(stored.values) }, values: stored.values };
+    return { record: { sid, key, createdAt: stored.createdAt, expiresAt: stored.expiresAt, ...takeReserved(stored.values) }, values: stored.values };
   }
 
   /** Stores a new session with `values` under `preferredSid` when given and free, else a fresh id. @internal */
-  async create(values: ReadonlyMap<string, string>, preferredSid?: string, idleMs?: number): Promise<SessionRecord> {
-    const stored = idleMs === undefined ? values : new Map(values).set(LIFETIME_KEY, String(idleMs));
+  async create(values: ReadonlyMap<string, string>, preferredSid?: string, idleMs?: number, userId?: string): Promise<SessionRecord> {
+    const stored = new Map(values);
+    if (idleMs !== undefined) stored.set(LIFETIME_KEY, String(idleMs));
+    if (userId !== undefined) stored.set(USER_KEY, JSON.stringify(userId));
     const started = performance.now();
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = attempt === 0 && preferredSid !== undefined ? preferredSid : this.generateId();
@@ -182,7 +188,7 @@ export class Manager extends EventEmitter {
       const expiresAt = this.newExpiry(createdAt, idleMs);
       if (await this.#call('create', () => this.provider.create(key, stored, createdAt, expiresAt))) {
         this.#emit('created', key, started);
-        return { sid, key, createdAt, expiresAt, idleMs };
+        return { sid, key, createdAt, expiresAt, idleMs, userId };
       }
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
@@ -222,7 +228,7 @@ export class Manager extends EventEmitter {
       if (values === undefined) return undefined;
       if (values === false) continue; // the new id was taken: draw another
       this.#emit('regenerated', key, started);
-      return { record: { sid, key, createdAt: now, expiresAt, idleMs: takeLifetime(values) }, values };
+      return { record: { sid, key, createdAt: now, expiresAt, ...takeReserved(values) }, values };
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
   }
@@ -281,6 +287,40 @@ export class Manager extends EventEmitter {
     await this.#call('ready', () => Promise.resolve(this.provider.read(storageKey('session-manager:ready'))));
   }
 
+  /** The live sessions of a user (`req.session.bindUser()`), from the provider's index. */
+  async listByUser(userId: string): Promise<SessionInfo[]> {
+    const { provider } = this;
+    if (typeof userId !== 'string' || userId === '') throw new TypeError('[session-manager] listByUser() takes a non-empty user id');
+    if (provider.listByUser === undefined) throw this.#cannot('listByUser()');
+    const entries = await this.#call('listByUser', () => provider.listByUser!(userId, this.now()));
+    return entries.map(sessionInfo);
+  }
+
+  /**
+   * Ends every session of a user ("log out everywhere"), except the one named
+   * by `except` (a raw id or a handle: "log out my other devices"). Resolves
+   * how many ended.
+   */
+  async destroyByUser(userId: string, options: { except?: string } = {}): Promise<number> {
+    const keep = options.except === undefined ? undefined : [options.except, storageKey(options.except)];
+    let ended = 0;
+    for (const info of await this.listByUser(userId)) {
+      if (keep?.includes(info.handle)) continue;
+      await this.destroyKey(info.handle);
+      ended++;
+    }
+    return ended;
+  }
+
+  /** Ends a user's oldest sessions beyond `maxSessionsPerUser`, never `current` (a storage key). @internal */
+  async enforceUserCap(userId: string, current: string): Promise<void> {
+    const cap = this.options.maxSessionsPerUser;
+    if (cap === undefined) return;
+    const others = (await this.listByUser(userId)).filter((info) => info.handle !== current);
+    others.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+    for (const info of others.slice(0, Math.max(0, others.length - (cap - 1)))) await this.destroyKey(info.handle);
+  }
+
   /** How many sessions are live now: the online-users count. */
   count(): Promise<number> {
     const { provider } = this;
@@ -303,10 +343,7 @@ export class Manager extends EventEmitter {
     for (;;) {
       const next = await this.#call('entries', () => iterator.next());
       if (next.done) return;
-      const { sid: handle, values, createdAt, expiresAt } = next.value;
-      takeLifetime(values);
-      const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)])) as SessionDataRecord;
-      yield { handle, createdAt: new Date(createdAt), expiresAt: new Date(expiresAt), data };
+      yield sessionInfo(next.value);
     }
   }
 
@@ -372,8 +409,9 @@ export class Manager extends EventEmitter {
     return provider.touch ? provider.touch(key, expiresAt, now) : provider.update(key, new Map(), expiresAt, now);
   }
 
-  #cannot(what: string): SessionError {
-    return new SessionError(`${what} is not available: the ${this.provider.name} provider does not list or count sessions (it has no ${what === 'count()' ? 'count' : 'entries'}())`, { status: 501 });
+  #cannot(what: 'count()' | 'sessions()' | 'listByUser()'): SessionError {
+    const method = { 'count()': 'count', 'sessions()': 'entries', 'listByUser()': 'listByUser' }[what];
+    return new SessionError(`${what} is not available: the ${this.provider.name} provider has no ${method}()`, { status: 501 });
   }
 
   #wrap(operation: string, err: unknown): ProviderError {
@@ -390,13 +428,28 @@ export class Manager extends EventEmitter {
  */
 export const LIFETIME_KEY = '\u0000lifetime';
 
-/** Removes the lifetime entry from stored values; answers it. */
-function takeLifetime(values: Map<string, string>): number | undefined {
-  const json = values.get(LIFETIME_KEY);
-  if (json === undefined) return undefined;
+/** Takes the manager's own entries (lifetime, user) out of stored values; answers them. */
+function takeReserved(values: Map<string, string>): { idleMs?: number; userId?: string } {
+  const lifetime = values.get(LIFETIME_KEY);
+  const user = values.get(USER_KEY);
   values.delete(LIFETIME_KEY);
-  const ms = Number(json);
-  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+  values.delete(USER_KEY);
+  const idleMs = lifetime === undefined ? undefined : Number(lifetime);
+  const userId = user === undefined ? undefined : (JSON.parse(user) as unknown);
+  return {
+    idleMs: idleMs !== undefined && Number.isFinite(idleMs) && idleMs > 0 ? idleMs : undefined,
+    userId: typeof userId === 'string' ? userId : undefined,
+  };
+}
+
+/** A stored entry as listings show it: a handle, Dates, the user, the app's data only. */
+function sessionInfo(entry: StoredEntry): SessionInfo {
+  const values = new Map(entry.values);
+  const { userId } = takeReserved(values);
+  const data = Object.fromEntries([...values].map(([key, json]) => [key, JSON.parse(json)])) as SessionDataRecord;
+  const info: SessionInfo = { handle: entry.sid, createdAt: new Date(entry.createdAt), expiresAt: new Date(entry.expiresAt), data };
+  if (userId !== undefined) info.userId = userId;
+  return info;
 }
 
 /** A stored session as the manager hands it to a request. @internal */

@@ -65,6 +65,8 @@ export interface SessionOptions<P extends ProviderChoice = ProviderChoice> {
    * leave in the store: at most their creation rate × this. @default none
    */
   newSessionLifetime?: number;
+  /** At `bindUser()`, a user's oldest sessions beyond this many end (concurrent-session control). @default none */
+  maxSessionsPerUser?: number;
   /** Signs the id (cookie-parser's `s:` format); the first signs, all verify. At least 32 characters each. */
   secret?: string | string[];
   cookie?: CookieOptions;
@@ -102,6 +104,7 @@ export interface ResolvedOptions {
   maxLifetimeMs: number;
   absoluteLifetimeMs: number | undefined;
   newSessionLifetimeMs: number | undefined;
+  maxSessionsPerUser: number | undefined;
   secrets: string[] | undefined;
   cookie: Required<Omit<CookieOptions, 'domain' | 'priority'>> & Pick<CookieOptions, 'domain' | 'priority'>;
   transports: Transport[];
@@ -134,7 +137,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OPTION_NAMES = new Set([
   'provider', 'providerOptions', 'cookieName', 'maxLifetime', 'absoluteLifetime', 'secret', 'cookie',
   'transports', 'headerName', 'queryParam', 'saveUninitialized', 'touchAfter', 'gcInterval', 'genid',
-  'onError', 'clock', 'compat', 'newSessionLifetime',
+  'onError', 'clock', 'compat', 'newSessionLifetime', 'maxSessionsPerUser',
 ]);
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'secure', 'sameSite', 'httpOnly', 'persistent', 'partitioned', 'priority']);
 const TRANSPORTS: readonly Transport[] = ['cookie', 'header', 'query'];
@@ -219,6 +222,7 @@ export function resolveOptions(options: SessionOptions<ProviderChoice> = {}): Re
     maxLifetimeMs,
     absoluteLifetimeMs,
     newSessionLifetimeMs,
+    maxSessionsPerUser: resolveUserCap(options.maxSessionsPerUser),
     secrets,
     cookie,
     transports,
@@ -232,6 +236,11 @@ export function resolveOptions(options: SessionOptions<ProviderChoice> = {}): Re
     clock: options.clock === undefined ? Date.now : fn('clock', options.clock),
     compat: resolveCompat(options.compat),
   };
+}
+
+function resolveUserCap(cap: unknown): number | undefined {
+  if (cap !== undefined && (!Number.isSafeInteger(cap) || (cap as number) < 1)) fail('maxSessionsPerUser', cap, 'a whole number, 1 or more');
+  return cap as number | undefined;
 }
 
 function resolveCompat(compat: unknown): 'express-session' | undefined {

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { LIFETIME_KEY, type LoadedSession, type Manager, type SessionRecord } from './manager';
+import { USER_KEY } from './providers/provider';
 import { debug } from './debug';
 import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
@@ -53,6 +54,8 @@ export class RequestSession implements SessionHost {
   #recheck = false;
   /** A lifetime set by `setLifetime()` and not stored yet: milliseconds, or null for the default. */
   #lifetimeChange: number | null | undefined;
+  /** A user bound by `bindUser()` and not stored yet. */
+  #userChange: string | undefined;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
@@ -99,6 +102,17 @@ export class RequestSession implements SessionHost {
     this.#lifetimeChange = seconds === null ? null : seconds * 1000;
   }
 
+  bindUser(userId: string): void {
+    if (typeof userId !== 'string' || userId === '' || userId.length > 1024) {
+      throw new TypeError('[session-manager] bindUser() takes a non-empty string user id (at most 1024 characters)');
+    }
+    this.#userChange = userId;
+  }
+
+  userId(): string | undefined {
+    return this.#userChange ?? (this.#state.kind === 'stored' ? this.#state.record.userId : undefined);
+  }
+
   expiresAt(): Date {
     const state = this.#state;
     const now = this.#manager.now();
@@ -116,6 +130,11 @@ export class RequestSession implements SessionHost {
   /** This request's changes, the lifetime included; the log starts empty again. */
   #takeChanges(): Map<string, string | undefined> {
     const changes = this.#log.take();
+    if (this.#userChange !== undefined) {
+      changes.set(USER_KEY, JSON.stringify(this.#userChange));
+      if (this.#state.kind === 'stored') this.#state.record.userId = this.#userChange;
+      this.#userChange = undefined;
+    }
     if (this.#lifetimeChange !== undefined) {
       changes.set(LIFETIME_KEY, this.#lifetimeChange === null ? undefined : String(this.#lifetimeChange));
       if (this.#state.kind === 'stored') this.#state.record.idleMs = this.#lifetimeChange ?? undefined;
@@ -131,22 +150,30 @@ export class RequestSession implements SessionHost {
    */
   async #storing<T>(write: (changes: Map<string, string | undefined>) => Promise<T>): Promise<T> {
     const lifetime = this.#lifetimeChange;
+    const user = this.#userChange;
     const record = this.#state.kind === 'stored' ? this.#state.record : undefined;
-    const idleBefore = record?.idleMs;
+    const before = { idleMs: record?.idleMs, userId: record?.userId };
     const changes = this.#takeChanges();
+    let result: T;
     try {
-      return await write(changes);
+      result = await write(changes);
     } catch (err) {
       changes.delete(LIFETIME_KEY);
+      changes.delete(USER_KEY);
       this.#log.restore(changes);
       this.#lifetimeChange ??= lifetime;
-      if (record) record.idleMs = idleBefore;
+      this.#userChange ??= user;
+      if (record) Object.assign(record, before);
       throw err;
     }
+    // A new binding may take the user past maxSessionsPerUser: the oldest of the others end.
+    const stored = this.#state.kind === 'stored' ? this.#state.record : undefined;
+    if (user !== undefined && stored !== undefined) await this.#manager.enforceUserCap(user, stored.key);
+    return result;
   }
 
   #hasChanges(): boolean {
-    return this.#log.hasChanges() || this.#lifetimeChange !== undefined;
+    return this.#log.hasChanges() || this.#lifetimeChange !== undefined || this.#userChange !== undefined;
   }
 
   save(): Promise<boolean> {
@@ -268,8 +295,9 @@ export class RequestSession implements SessionHost {
           return;
         }
         const idleMs = this.#idleMs();
+        const userId = this.#userChange;
         // The changes are folded into the values stored.
-        const record = await this.#storing(() => manager.create(new Map(this.#log.values), state.pendingId, idleMs));
+        const record = await this.#storing(() => manager.create(new Map(this.#log.values), state.pendingId, idleMs, userId));
         this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };
         debug('created %s', record.key.slice(0, 12));
         return;

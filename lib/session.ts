@@ -39,6 +39,8 @@ export interface SessionHost {
   url(path: string): string;
   setLifetime(seconds: number | null): void;
   expiresAt(): Date;
+  bindUser(userId: string): void;
+  userId(): string | undefined;
 }
 
 /** Key → JSON text of the new value, or `undefined` for a deleted key. */
@@ -179,6 +181,20 @@ export class Session {
    */
   setLifetime(seconds: number | null): void {
     this.#host.setLifetime(seconds);
+  }
+
+  /**
+   * Records that this session belongs to `userId` (after login, once
+   * `regenerate()` gave it a fresh id): `manager.listByUser()` and
+   * `destroyByUser()` then find it. Survives `regenerate()`.
+   */
+  bindUser(userId: string): void {
+    this.#host.bindUser(userId);
+  }
+
+  /** The user this session is bound to, if any. */
+  get userId(): string | undefined {
+    return this.#host.userId();
   }
 
   /** When this session expires if nothing else happens (its current deadline). */

@@ -106,6 +106,7 @@ providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new M
     { reason: 'no touch(): the manager refreshes with an update that changes no key', groups: ['touch'] },
     { reason: 'no move(): regenerate() falls back to read, create, destroy', groups: ['move'] },
     { reason: 'a round trip each call: no synchronous read', groups: ['readNow'] },
+    { reason: 'no user index: manager.listByUser() says so', groups: ['byUser'] },
     { reason: 'the Map lives and dies with the instance', groups: ['persistent'] },
   ],
 });

@@ -380,7 +380,7 @@ describe('keys holding a lone surrogate', () => {
     fc.assert(
       fc.property(loneSurrogateKey, jsonValue, (key, value) => {
         const log = new ChangeLog(new Map([['kept', '1']]));
-        const session = new Session(log, { id: unused, isNew: unused, handle: unused, regenerate: unused, save: unused, destroy: unused, url: unused, setLifetime: unused, expiresAt: unused });
+        const session = new Session(log, { id: unused, isNew: unused, handle: unused, regenerate: unused, save: unused, destroy: unused, url: unused, setLifetime: unused, expiresAt: unused, bindUser: unused, userId: unused });
         expect(() => session.set(key, value)).toThrow(TypeError);
         expect(() => session.delete(key)).toThrow(TypeError);
         expect([...session.keys()]).toEqual(['kept']);

@@ -112,6 +112,15 @@ export interface Provider {
   entries?(now: number): AsyncIterable<StoredEntry>;
 
   /**
+   * Optional: the sessions live at `now` whose values hold {@link USER_KEY}
+   * set to the JSON of `userId`, answered from an index the provider keeps
+   * with every create, update, move, destroy and gc (never a scan of all
+   * sessions). An index entry whose session is gone or expired is never
+   * returned (and may be pruned when met).
+   */
+  listByUser?(userId: string, now: number): Promise<StoredEntry[]>;
+
+  /**
    * Optional, for a provider that evicts live sessions to stay within a bound:
    * the manager listens here and reports each eviction as an `evicted` event.
    */
@@ -120,6 +129,14 @@ export interface Provider {
   /** Releases what the provider created (timers, connections). A client or pool passed in by the app stays open. */
   close(): Promise<void>;
 }
+
+/**
+ * The value key that names a session's user (`req.session.bindUser()`), its
+ * value the JSON of the user id. A provider with `listByUser` indexes it; to
+ * every other provider it is a value like any other. Apps cannot use keys
+ * that start with NUL, so it never collides with theirs.
+ */
+export const USER_KEY = '\u0000user';
 
 /** A stored session as a provider returns it. */
 export interface StoredSession {

@@ -1,4 +1,4 @@
-import { missingProviderMethods, type Provider, type StoredEntry, type StoredSession } from '../providers/provider';
+import { missingProviderMethods, USER_KEY, type Provider, type StoredEntry, type StoredSession } from '../providers/provider';
 import { runMoveRace, runTwoProcessUpdates, type ChildEnv, type ChildProvider } from './processes';
 
 /** What the suite asks of an assertion: matchers every jest-compatible `expect` has (Jest, Vitest, the `expect` package). */
@@ -46,6 +46,7 @@ export const CONFORMANCE_GROUPS = [
   'entries',
   'move',
   'readNow',
+  'byUser',
   'persistent',
 ] as const;
 
@@ -122,6 +123,7 @@ const OPTIONAL_METHODS = {
   entries: 'entries',
   move: 'move',
   readNow: 'readNow',
+  byUser: 'listByUser',
 } as const satisfies Partial<Record<ConformanceGroup, keyof Provider>>;
 type OptionalGroup = keyof typeof OPTIONAL_METHODS;
 
@@ -494,6 +496,79 @@ export function providerConformance(runner: TestRunner, factory: ProviderUnderTe
 
       test('lists nothing when empty', ['entries'], async () => {
         await expect(collect(provider.entries!(now))).resolves.toEqual([]);
+      });
+    });
+
+    describe('listByUser (sessions by user)', () => {
+      implementsTest('byUser');
+      const owned = (user: string, extra: Record<string, unknown> = {}): Map<string, string> => values({ ...extra, [USER_KEY]: user });
+      const listed = async (user: string, at = now): Promise<string[]> => (await provider.listByUser!(user, at)).map((entry) => entry.sid).sort();
+
+      test('finds the sessions created for a user, with their values, and no one else’s', ['byUser'], async () => {
+        const user = `user:${freshId()}`;
+        const [a, b, other] = [freshId(), freshId(), freshId()];
+        await provider.create(a, owned(user, { n: 1 }), now, now + MINUTE);
+        await provider.create(b, owned(user), now, now + MINUTE);
+        await provider.create(other, owned(`${user}-other`), now, now + MINUTE);
+        await provider.create(freshId(), values({ n: 2 }), now, now + MINUTE);
+        const found = await provider.listByUser!(user, now);
+        expect(found.map((entry) => entry.sid).sort()).toEqual([a, b].sort());
+        const first = found.find((entry) => entry.sid === a)!;
+        expect(decoded(first.values)).toEqual({ n: 1, [USER_KEY]: user });
+        expect([first.createdAt, first.expiresAt]).toEqual([now, now + MINUTE]);
+        await expect(provider.listByUser!(`nobody:${freshId()}`, now)).resolves.toEqual([]);
+      });
+
+      test('follows the user key through updates: bound later, rebound, unbound', ['byUser'], async () => {
+        const [ann, bob] = [`ann:${freshId()}`, `bob:${freshId()}`];
+        const sid = freshId();
+        await provider.create(sid, values({ n: 1 }), now, now + MINUTE);
+        await provider.update(sid, new Map([[USER_KEY, JSON.stringify(ann)]]), now + MINUTE, now);
+        expect(await listed(ann)).toEqual([sid]);
+        await provider.update(sid, new Map([[USER_KEY, JSON.stringify(bob)]]), now + MINUTE, now);
+        expect([await listed(ann), await listed(bob)]).toEqual([[], [sid]]);
+        await provider.update(sid, new Map([[USER_KEY, undefined]]), now + MINUTE, now);
+        expect(await listed(bob)).toEqual([]);
+      });
+
+      test('never lists a destroyed or expired session', ['byUser'], async () => {
+        const user = `user:${freshId()}`;
+        const [gone, expiring, live] = [freshId(), freshId(), freshId()];
+        await provider.create(gone, owned(user), now, now + MINUTE);
+        await provider.create(expiring, owned(user), now, now + MINUTE);
+        await provider.create(live, owned(user), now, now + 10 * MINUTE);
+        await provider.destroy(gone);
+        const later = now + 2 * MINUTE;
+        expect(await listed(user, later)).toEqual([live]);
+        if (has('gc')) await provider.gc!(later);
+        expect(await listed(user, later)).toEqual([live]);
+      });
+
+      test('moves with the session: the new id is listed, the old one not', ['byUser', 'move'], async () => {
+        const user = `user:${freshId()}`;
+        const [from, to] = [freshId(), freshId()];
+        await provider.create(from, owned(user), now, now + MINUTE);
+        await provider.move!(from, to, new Map(), now, now + MINUTE, now);
+        expect(await listed(user)).toEqual([to]);
+      });
+
+      test('takes user ids of any characters', ['byUser'], async () => {
+        for (const user of ['a:b{c}d', 'ключ 👋 "q"', '*', '%', 'x'.repeat(300)]) {
+          const sid = freshId();
+          await provider.create(sid, owned(user), now, now + MINUTE);
+          expect(await listed(user)).toEqual([sid]);
+        }
+      });
+
+      test('finds 5 sessions of a user among 200 of others', ['byUser'], async () => {
+        const user = `user:${freshId()}`;
+        const mine: string[] = [];
+        for (let i = 0; i < 205; i++) {
+          const sid = freshId();
+          if (i % 41 === 0) mine.push(sid);
+          await provider.create(sid, owned(i % 41 === 0 ? user : `other:${i % 7}:${user}`), now, now + MINUTE);
+        }
+        expect(await listed(user)).toEqual(mine.sort());
       });
     });
 
