@@ -247,16 +247,6 @@ describe('session-manager CLI: usage, errors, unsupported commands', () => {
     expect(run.stderr).toContain('both REDIS_URL and DATABASE_URL are set: pick one with --provider');
   });
 
-  it.each([
-    [['list', '--user', 'alice'], 'list --user'],
-    [['destroy-user', 'alice'], 'destroy-user'],
-  ])('%j is not supported yet: exit 3, before touching any store', async (args, what) => {
-    const run = await cli([...(args as string[]), '--json'], { REDIS_URL: undefined, DATABASE_URL: undefined });
-    expect(run.code).toBe(3);
-    expect(run.stderr).toContain(`${what}: not supported yet: needs sessions by user (bindUser)`);
-    expect(JSON.parse(run.stdout)).toMatchObject({ error: { kind: 'not-supported', exitCode: 3 } });
-  });
-
   it('an unreachable Redis: exit 1, saying which store and what failed, without the URL', async () => {
     const run = await cli(['count', '--json'], { REDIS_URL: 'redis://:hunter2@127.0.0.1:1', DATABASE_URL: undefined });
     expect(run.code).toBe(1);
@@ -334,5 +324,29 @@ describe('progress', () => {
     progress.finish();
     expect(stream.text).toBe('');
     expect(progress.done).toBe(3);
+  });
+});
+
+describe.each(['file', 'sqlite'])('session-manager CLI: sessions by user on a %s store', (provider) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-cli-user-'));
+  const flags = provider === 'file' ? ['--provider', 'file', '--dir', dir] : ['--provider', 'sqlite', '--path', join(dir, 's.db')];
+  const options = provider === 'file' ? { dir } : { path: join(dir, 's.db') };
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('list --user lists one user\'s sessions; destroy-user ends them all', async () => {
+    const manager = createManager({ provider: provider as 'file', providerOptions: options as never });
+    const handles: Record<string, string[]> = { alice: [], bob: [] };
+    try {
+      for (const user of ['alice', 'alice', 'bob']) handles[user].push((await manager.create(new Map([['n', '1']]), undefined, undefined, user)).key);
+    } finally {
+      await manager.close();
+    }
+    const listed = (await cliJson(['list', '--user', 'alice', ...flags])) as { sessions: Array<{ handle: string; keys: string[] }> };
+    expect(listed.sessions.map((session) => session.handle).sort()).toEqual(handles.alice.sort());
+    expect(listed.sessions[0].keys).toEqual(['n']); // the manager's own keys are not the app's data
+    expect(await cliJson(['list', '--user', 'nobody', ...flags])).toMatchObject({ sessions: [] });
+    expect(await cliJson(['destroy-user', 'alice', ...flags])).toEqual({ destroyed: 2 });
+    expect(await cliJson(['count', ...flags])).toEqual({ count: 1 });
+    expect(await cliJson(['list', '--user', 'bob', ...flags])).toMatchObject({ sessions: [{ handle: handles.bob[0] }] });
   });
 });

@@ -83,8 +83,8 @@ Commands:
   destroy HANDLE            end one session (its handle, or a raw session id)
   gc                        delete expired sessions now
   purge --yes               destroy every session (refused without --yes)
-  list --user ID            not supported yet: needs sessions by user (bindUser)
-  destroy-user ID           not supported yet: needs sessions by user (bindUser)
+  list --user ID            the sessions of one user (req.session.bindUser)
+  destroy-user ID           end every session of one user ("log out everywhere")
 
 Store (the provider is guessed from the flags given, else from REDIS_URL / DATABASE_URL):
   --provider NAME           file | sqlite | redis | postgres
@@ -169,15 +169,12 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
     if (values[flag] !== undefined && owner !== command) throw usage(`--${flag} applies to "${owner}" only`);
   }
   const expected = POSITIONALS[command];
-  // Sessions by user do not exist yet: say so before anything else is asked of the operator.
-  const byUser = command === 'destroy-user' || (command === 'list' && values.user !== undefined);
-  if (!byUser) {
-    if (args.length < expected.length) throw usage(`${command}: missing ${expected[args.length]}`);
-    if (args.length > expected.length) throw usage(`${command}: unexpected argument "${args[expected.length]}"`);
-    if (expected.length > 0 && args[0] === '') throw usage(`${command}: ${expected[0]} is empty`);
-  }
+  if (args.length < expected.length) throw usage(`${command}: missing ${expected[args.length]}`);
+  if (args.length > expected.length) throw usage(`${command}: unexpected argument "${args[expected.length]}"`);
+  if (expected.length > 0 && args[0] === '') throw usage(`${command}: ${expected[0]} is empty`);
+  if (values.user === '') throw usage('list: --user is empty');
 
-  const store = byUser ? undefined : chooseStore(values, env);
+  const store = chooseStore(values, env);
   const invocation: Invocation = {
     command,
     args,

@@ -5,8 +5,8 @@
  * session from the provider by its handle, so they never scan the store.
  */
 import { existsSync, statSync } from 'node:fs';
-import { errorMessage, OptionError } from '../errors';
-import { LIFETIME_KEY, Manager, storageKey } from '../manager';
+import { errorMessage, OptionError, SessionError } from '../errors';
+import { Manager, storageKey } from '../manager';
 import { SESSION_ID_PATTERN } from '../options';
 import type { StoredSession } from '../providers/provider';
 import { CliError, EXIT, parseCommandLine, USAGE, wantsJson, type ExitCode, type Invocation } from './args';
@@ -41,8 +41,6 @@ const NO_GC_LOOP = Math.floor((2 ** 31 - 1) / 1000);
 const PURGE_BATCH = 32;
 const CLOSE_TIMEOUT_MS = 5000;
 
-const NOT_SUPPORTED = 'not supported yet: needs sessions by user (bindUser), which this version does not have';
-
 /** Runs one command line; resolves the exit code (never rejects). */
 export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   let invocation: Invocation;
@@ -63,9 +61,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode
   }
 
   const { command } = invocation;
-  if (command === 'destroy-user' || (command === 'list' && invocation.user !== undefined)) {
-    return report(io, new CliError(EXIT.notSupported, `${command === 'list' ? 'list --user' : 'destroy-user'}: ${NOT_SUPPORTED}`), invocation.json, invocation);
-  }
   if (command === 'purge' && !invocation.yes) {
     return report(io, new CliError(EXIT.usage, 'purge destroys every session in the store: refused without --yes'), invocation.json, invocation);
   }
@@ -93,7 +88,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode
 
 type Runner = (manager: Manager, invocation: Invocation, io: CliIo) => Promise<Outcome>;
 
-const COMMAND_RUNNERS: Record<Exclude<Invocation['command'], 'destroy-user'>, Runner> = {
+const COMMAND_RUNNERS: Record<Invocation['command'], Runner> = {
   async count(manager) {
     const count = await manager.count();
     return { json: { count }, text: `${count}\n` };
@@ -107,7 +102,8 @@ const COMMAND_RUNNERS: Record<Exclude<Invocation['command'], 'destroy-user'>, Ru
     let shown = 0;
     let truncated = false;
     if (!json) await write(io.stdout, `${'HANDLE'.padEnd(43)}  ${'CREATED'.padEnd(24)}  ${'EXPIRES'.padEnd(24)}  KEYS\n`);
-    for await (const session of manager.sessions()) {
+    const listing = invocation.user === undefined ? manager.sessions() : await manager.listByUser(invocation.user);
+    for await (const session of listing) {
       if (limit !== undefined && shown >= limit) {
         truncated = true;
         break;
@@ -126,6 +122,11 @@ const COMMAND_RUNNERS: Record<Exclude<Invocation['command'], 'destroy-user'>, Ru
     progress.finish();
     const summary = `${shown} session${shown === 1 ? '' : 's'}${truncated ? ` (stopped at --limit ${limit})` : ''}\n`;
     return { json: { sessions: rows, truncated }, text: summary };
+  },
+
+  async 'destroy-user'(manager, invocation) {
+    const ended = await manager.destroyByUser(invocation.args[0]);
+    return { json: { destroyed: ended }, text: `${ended} session${ended === 1 ? '' : 's'} ended\n` };
   },
 
   async show(manager, invocation) {
@@ -214,7 +215,7 @@ async function find(manager: Manager, handleOrId: string): Promise<{ key: string
 function dataOf(stored: StoredSession): Record<string, unknown> {
   const data: Record<string, unknown> = {};
   for (const [key, json] of stored.values) {
-    if (key === LIFETIME_KEY) continue;
+    if (key.startsWith('\u0000')) continue; // lifetime, user: the manager's, not the app's
     let value: unknown;
     try {
       value = JSON.parse(json);
@@ -260,6 +261,9 @@ async function report(io: CliIo, error: unknown, json: boolean, invocation: Invo
     message = error.message;
   } else if (error instanceof OptionError) {
     exitCode = EXIT.usage;
+    message = `${where(invocation)}${cleanMessage(error, invocation)}`;
+  } else if (error instanceof SessionError && error.status === 501) {
+    exitCode = EXIT.notSupported; // the provider cannot do it (no user index, say)
     message = `${where(invocation)}${cleanMessage(error, invocation)}`;
   } else {
     exitCode = EXIT.store;
