@@ -24,8 +24,8 @@ export type GateState = 'open' | 'headed' | 'writing' | 'ending' | 'streaming' |
  *
  * | state     | writeHead      | write / flushHeaders  | end                       | guard        |
  * | --------- | -------------- | --------------------- | ------------------------- | ------------ |
- * | open      | record→headed  | queue, commit→writing | send now, or commit→ending | through      |
- * | headed    | Node's error   | queue, commit→writing | send now, or commit→ending | Node's error |
+ * | open      | record→headed  | send now, or queue and commit→writing | send now, or commit→ending | through |
+ * | headed    | Node's error   | send now, or queue and commit→writing | send now, or commit→ending | Node's error |
  * | writing   | Node's error   | queue                 | record→ending             | Node's error |
  * | ending    | Node's error   | Node's after-end      | Node's after-end          | Node's error |
  * | streaming | through        | through               | commit→finishing, or through→released | through |
@@ -133,7 +133,12 @@ export class ResponseGate {
           this.#enter('headed');
           return res;
         }
-        if (method === 'end') return this.#endHeld(args);
+        if (!this.#session.hasPendingWork()) return this.#sendNow(method, args);
+        if (method === 'end') {
+          this.#pendingEnd = args;
+          this.#startCommit('ending');
+          return res;
+        }
         (this.#queued ??= []).push([method, args]);
         this.#startCommit('writing');
         return false; // ask streams to wait for 'drain' until the commit is done
@@ -153,16 +158,12 @@ export class ResponseGate {
     }
   }
 
-  /** The app ended before anything went out: send at once when there is nothing to store, else commit first. */
-  #endHeld(args: Args): unknown {
-    if (!this.#session.hasPendingWork()) {
-      this.#leaveHeld('released');
-      this.#sendHeaders();
-      return this.#forward('end', args);
-    }
-    this.#pendingEnd = args;
-    this.#startCommit('ending');
-    return this.#res;
+  /** Nothing to store: the response goes out at once, with no promise in the way. */
+  #sendNow(method: Routed, args: Args): unknown {
+    // Streaming still ends through the gate: changes made meanwhile are saved before the last chunk.
+    this.#leaveHeld(method === 'end' ? 'released' : 'streaming');
+    this.#sendHeaders();
+    return this.#forward(method, args);
   }
 
   /** Changes made while streaming are saved before the final chunk. */
