@@ -40,6 +40,21 @@ export interface CompatCookieJSON {
   sameSite: 'lax' | 'strict' | 'none' | false;
 }
 
+/** The session as the compatibility layer drives it: any string key. */
+interface UntypedSession {
+  get(key: string): unknown;
+  set(key: string, value: unknown): void;
+  delete(key: string): boolean;
+  has(key: string): boolean;
+  keys(): IterableIterator<string>;
+  readonly sessionID: string;
+  readonly isNew: boolean;
+  readonly handle: string | undefined;
+  readonly expiresAt: Date;
+  url(path: string): string;
+  setLifetime(seconds: number | null): void;
+}
+
 /**
  * `req.session` in `compat: 'express-session'` mode: data as properties (as
  * express-session has it) plus session-manager's own API on the same object.
@@ -49,7 +64,11 @@ export interface CompatSession extends Omit<Session, 'regenerate' | 'save' | 'de
   /** The current session id (read-only). */
   readonly id: string;
   readonly cookie: CompatCookie;
-  /** A new id for the same data (express-session drops the data; session-manager keeps it). */
+  /**
+   * A new id, and no data, as express-session's (the native `regenerate()`
+   * keeps the data). As there, `req.session` becomes a new object: this one
+   * then reads as the session was before, and refuses writes (TypeError).
+   */
   regenerate(callback: CompatCallback): this;
   regenerate(): Promise<void>;
   save(callback: CompatCallback): this;
@@ -87,6 +106,12 @@ interface Cached {
 
 const noop = (): void => undefined;
 
+/** Every `req.session.cookie` this layer hands out (Passport's keepSessionInfo copies one onto the new session). */
+const compatCookies = new WeakSet<object>();
+
+/** The proxy traps, replaced in place when `regenerate()` turns a `req.session` into a snapshot. */
+type Traps = Required<Pick<ProxyHandler<object>, 'get' | 'set' | 'deleteProperty' | 'has' | 'ownKeys' | 'getOwnPropertyDescriptor' | 'defineProperty' | 'preventExtensions'>>;
+
 /**
  * express-session's `req.session` over a session-manager request: a Proxy
  * that turns property reads and writes into `get`/`set`/`delete`, keeps the
@@ -95,13 +120,19 @@ const noop = (): void => undefined;
  * @internal
  */
 export function compatSession(requestSession: RequestSession, manager: Manager, req: IncomingMessage): CompatSession {
-  const session = requestSession.session;
+  return compatView(requestSession, manager, req, undefined);
+}
+
+/** One `req.session` object; `regenerate()` makes the next one (`lifetimeMs`: set earlier in the request). */
+function compatView(requestSession: RequestSession, manager: Manager, req: IncomingMessage, inheritedLifetimeMs: number | undefined): CompatSession {
+  // Keys here are whatever the app's packages use, whatever keys the app declared for itself.
+  const session = requestSession.session as unknown as UntypedSession;
   // Data by any string key: an app's SessionData declarations type its own calls, not this layer's.
   const data = session as unknown as DataView;
   const options = manager.options;
   const cache = new Map<string, Cached>();
   /** The lifetime set in this request (ms), for `cookie.originalMaxAge`. */
-  let lifetimeMs: number | undefined;
+  let lifetimeMs = inheritedLifetimeMs;
 
   /** Stores the objects changed in place since they were read or saved; answers the first failure (that key is dropped). */
   const flush = (): Error | undefined => {
@@ -229,6 +260,7 @@ export function compatSession(requestSession: RequestSession, manager: Manager, 
     },
     toJSON: cookieJSON,
   } as CompatCookie;
+  compatCookies.add(cookie);
   for (const name of ['originalMaxAge', 'httpOnly', 'secure', 'path', 'domain', 'sameSite', 'partitioned', 'priority', 'data'] as const) {
     const { get } = Object.getOwnPropertyDescriptor(cookie, name) as PropertyDescriptor;
     Object.defineProperty(cookie, name, { get, set: readOnly(name), enumerable: true, configurable: false });
@@ -304,12 +336,22 @@ export function compatSession(requestSession: RequestSession, manager: Manager, 
       return cookie;
     },
     regenerate: (callback?: CompatCallback) => {
-      const failure = flush(); // in-place changes move with the data
-      if (failure) return settle(Promise.reject(failure), callback);
-      return settle(
-        replacing(() => requestSession.regenerate()),
-        callback,
-      );
+      // As express-session: the new id starts empty (Passport's logout relies on it to drop the
+      // previous user's data), and req.session becomes a new object. This one keeps answering the
+      // data as it is now (Passport's keepSessionInfo copies it into the new one).
+      const before = snapshot();
+      // The deletions go into the same atomic move as the new id; in-place changes need no flush.
+      for (const key of [...session.keys()]) session.delete(key);
+      cache.clear();
+      const done = requestSession.regenerate().then(() => {
+        // Keys a concurrent request stored after this one loaded came along: they go too, before the new id leaves.
+        for (const key of [...session.keys()]) session.delete(key);
+        const next = compatView(requestSession, manager, req, lifetimeMs);
+        becomeSnapshot(before);
+        (req as { session?: unknown }).session = next;
+      });
+      // On a failure req.session stays this object (the request goes on with the old id, its data dropped here).
+      return settle(done, callback);
     },
     save: (callback?: CompatCallback) => {
       const failure = flush();
@@ -339,11 +381,25 @@ export function compatSession(requestSession: RequestSession, manager: Manager, 
     return [...session.keys()].filter((key) => !isApi(key));
   }
 
+  /** This object's data as it is now, for the snapshot `regenerate()` leaves behind. */
+  function snapshot(): Snapshot {
+    const values = new Map<string, unknown>();
+    for (const key of session.keys()) values.set(key, isApi(key) ? data.get(key) : read(key)); // the objects handed out, as express-session's
+    return { values, dataKeys: dataKeys(), id: session.sessionID, isNew: session.isNew, handle: session.handle, expiresAt: session.expiresAt, cookie: snapshotCookie(cookie) };
+  }
+
+  /** From now on this object answers `before`, read-only: `req.session` is another one. */
+  function becomeSnapshot(before: Snapshot): void {
+    cache.clear();
+    const readOnly = snapshotApi(before, proxy) satisfies Record<keyof typeof api, unknown>; // every API name answers
+    Object.assign(traps, snapshotTraps(before, readOnly));
+  }
+
   const target: object = {};
   // util.inspect shows a Proxy's target: show the session instead.
-  Object.defineProperty(target, inspect.custom, { value: () => toJSON(), configurable: true });
+  Object.defineProperty(target, inspect.custom, { value: () => proxy.toJSON(), configurable: true });
 
-  const proxy = new Proxy(target, {
+  const traps: Traps = {
     get(target, key, receiver) {
       if (typeof key === 'symbol') return Reflect.get(target, key, receiver);
       if (isApi(key)) return api[key];
@@ -352,7 +408,8 @@ export function compatSession(requestSession: RequestSession, manager: Manager, 
     },
     set(target, key, value, receiver) {
       if (typeof key === 'symbol') return Reflect.set(target, key, value, receiver);
-      if (key === 'cookie' && value === cookie) return true; // Passport's keepSessionInfo copies it onto itself
+      // Passport's keepSessionInfo copies the cookie over, from this object or the one regenerate() replaced (the lifetime moved already).
+      if (key === 'cookie' && compatCookies.has(value)) return true;
       if (isApi(key)) {
         throw new TypeError(`[session-manager] req.session.${key} is part of the session's API and cannot be assigned${key === 'cookie' ? ' (set cookie.maxAge instead)' : ''}`);
       }
@@ -388,8 +445,126 @@ export function compatSession(requestSession: RequestSession, manager: Manager, 
     preventExtensions() {
       return false; // the session stays writable
     },
-  }) as CompatSession;
+  };
+  const proxy = new Proxy(target, traps) as CompatSession;
   return proxy;
+}
+
+/** A `req.session` as it was when `regenerate()` replaced it. */
+interface Snapshot {
+  /** Every key, API names included (reached with `get`); objects are the ones handed out before. */
+  values: Map<string, unknown>;
+  /** The keys read as properties (API names excluded). */
+  dataKeys: string[];
+  id: string;
+  isNew: boolean;
+  handle: string | undefined;
+  expiresAt: Date;
+  cookie: CompatCookie;
+}
+
+function replacedError(what: string): TypeError {
+  return new TypeError(`[session-manager] ${what}: regenerate() replaced this req.session, which now only reads the session as it was before; use req.session`);
+}
+
+/** The cookie as it was, read-only. */
+function snapshotCookie(live: CompatCookie): CompatCookie {
+  const json = live.toJSON();
+  const fields: Record<string, unknown> = { ...json, maxAge: live.maxAge };
+  const cookie = { toJSON: (): CompatCookieJSON => ({ ...json }) } as CompatCookie;
+  for (const name of [...Object.keys(fields), 'data']) {
+    Object.defineProperty(cookie, name, {
+      get: () => (name === 'data' ? { ...json } : fields[name]),
+      set: () => {
+        throw replacedError(`req.session.cookie.${name} cannot be set`);
+      },
+      enumerable: true,
+    });
+  }
+  compatCookies.add(cookie);
+  return cookie;
+}
+
+/** The API of a `req.session` that `regenerate()` replaced: reads answer the snapshot, the rest throws. */
+function snapshotApi(before: Snapshot, self: CompatSession) {
+  const { values } = before;
+  const refuse = (name: string) => (): never => {
+    throw replacedError(`req.session.${name}() cannot be called`);
+  };
+  return {
+    get: (key: string): unknown => {
+      const json = JSON.stringify(values.get(key));
+      return json === undefined ? undefined : JSON.parse(json);
+    },
+    set: refuse('set'),
+    delete: refuse('delete'),
+    has: (key: string): boolean => values.has(key),
+    keys: (): IterableIterator<string> => values.keys(),
+    sessionID: before.id,
+    isNew: before.isNew,
+    handle: before.handle,
+    expiresAt: before.expiresAt,
+    setLifetime: refuse('setLifetime'),
+    url: refuse('url'),
+    id: before.id,
+    cookie: before.cookie,
+    regenerate: refuse('regenerate'),
+    save: refuse('save'),
+    destroy: refuse('destroy'),
+    reload: refuse('reload'),
+    touch: (): CompatSession => self,
+    resetMaxAge: (): CompatSession => self,
+    toJSON: (): Record<string, unknown> => {
+      const json: Record<string, unknown> = { cookie: before.cookie.toJSON() };
+      for (const key of before.dataKeys) json[key] = values.get(key);
+      return json;
+    },
+  };
+}
+
+/**
+ * The traps of a `req.session` that `regenerate()` replaced: its data as it
+ * was (Passport's `prevSession`) and the API's reads; writes throw.
+ */
+function snapshotTraps(before: Snapshot, api: Record<string, unknown>): Traps {
+  const { values, dataKeys } = before;
+  const isApi = (key: string): boolean => Object.hasOwn(api, key);
+  return {
+    get(target, key, receiver) {
+      if (typeof key === 'symbol') return Reflect.get(target, key, receiver);
+      if (isApi(key)) return api[key];
+      if (values.has(key)) return values.get(key);
+      return Reflect.get(target, key, receiver);
+    },
+    set(target, key, value, receiver) {
+      if (typeof key === 'symbol') return Reflect.set(target, key, value, receiver);
+      throw replacedError(`req.session.${key} cannot be set`);
+    },
+    deleteProperty(target, key) {
+      if (typeof key === 'symbol') return Reflect.deleteProperty(target, key);
+      throw replacedError(`req.session.${key} cannot be deleted`);
+    },
+    has(target, key) {
+      if (typeof key === 'symbol') return Reflect.has(target, key);
+      return isApi(key) || values.has(key) || Reflect.has(target, key);
+    },
+    ownKeys() {
+      return ['cookie', ...dataKeys];
+    },
+    getOwnPropertyDescriptor(target, key) {
+      if (typeof key === 'symbol') return Reflect.getOwnPropertyDescriptor(target, key);
+      if (key === 'cookie') return { value: before.cookie, writable: false, enumerable: true, configurable: true };
+      if (isApi(key) || !values.has(key)) return undefined;
+      return { value: values.get(key), writable: false, enumerable: true, configurable: true };
+    },
+    defineProperty(target, key, descriptor) {
+      if (typeof key === 'symbol') return Reflect.defineProperty(target, key, descriptor);
+      throw replacedError(`req.session.${key} cannot be defined`);
+    },
+    preventExtensions() {
+      return false;
+    },
+  };
 }
 
 /** `req.secure` under Express (honours `trust proxy`), else whether the socket is TLS (as the transport decides). */

@@ -114,30 +114,57 @@ describe.each(EXPRESS_VERSIONS)('migrating from express-session on %s', (_name, 
     expect(after).toEqual(before);
   }, QUICK);
 
-  it('the documented difference: regenerate at login keeps the data (express-session drops it without keepSessionInfo)', async () => {
-    const viewsAfterLogin = async (app: Server): Promise<unknown> => {
+  it('login drops what was in the session unless keepSessionInfo, on both (a cart filled before login)', async () => {
+    const cartAfterLogin = async (app: Server, login: string): Promise<unknown[]> => {
       const jar = new Jar();
-      jar.take(await request(app).get('/')); // views: 1
-      jar.take(await request(app).post('/login/password').set('Cookie', jar.header()).type('form').send({ username: 'ann', password: 'secret-ann' }));
-      return (await request(app).get('/').set('Cookie', jar.header())).body;
+      const bodies: unknown[] = [];
+      const go = async (res: Promise<Response>): Promise<void> => {
+        const done = await res;
+        jar.take(done);
+        bodies.push(done.status === 302 ? `-> ${done.headers.location}` : done.body);
+      };
+      await go(request(app).get('/')); // views: 1
+      await go(request(app).post('/cart').type('form').send({ item: 'apple' }).set('Cookie', jar.header()));
+      await go(request(app).post(login).set('Cookie', jar.header()).type('form').send({ username: 'ann', password: 'secret-ann' }));
+      await go(request(app).get('/cart').set('Cookie', jar.header()));
+      await go(request(app).get('/').set('Cookie', jar.header()));
+      return bodies;
     };
-    expect(await viewsAfterLogin(onExpressSession())).toEqual({ views: 1, user: 'ann' }); // counted again from scratch
-    expect(await viewsAfterLogin(onSessionManager())).toEqual({ views: 2, user: 'ann' });
+    for (const [login, expected] of [
+      ['/login/keep', [{ views: 1, user: null }, '-> /cart', '-> /cart', { cart: ['apple'], user: 'ann' }, { views: 2, user: 'ann' }]],
+      ['/login/password', [{ views: 1, user: null }, '-> /cart', '-> /profile', { cart: null, user: 'ann' }, { views: 1, user: 'ann' }]],
+    ] as const) {
+      const before = await cartAfterLogin(onExpressSession(), login);
+      expect(before).toEqual(expected);
+      expect(await cartAfterLogin(onSessionManager(), login)).toEqual(before);
+    }
   }, QUICK);
 
-  it('the documented difference at logout: data besides passport.user stays unless the app destroys the session', async () => {
-    // Ann browses, logs out; Bob logs in on the same browser and sees his profile count.
-    const bobsCount = async (app: Server, logout: string): Promise<unknown> => {
+  it("logout drops the previous user's other keys, on both: no cart after, and the next user starts clean", async () => {
+    // Ann fills a cart and browses, logs out; Bob logs in on the same browser.
+    const afterLogout = async (app: Server): Promise<unknown[]> => {
       const jar = new Jar();
+      const read = async (path: string): Promise<unknown> => {
+        const res = await request(app).get(path).set('Cookie', jar.header());
+        jar.take(res);
+        return res.body;
+      };
       jar.take(await request(app).post('/login/password').type('form').send({ username: 'ann', password: 'secret-ann' }));
-      jar.take(await request(app).get('/profile').set('Cookie', jar.header()));
-      jar.take(await request(app).post(logout).set('Cookie', jar.header()));
+      jar.take(await request(app).post('/cart').set('Cookie', jar.header()).type('form').send({ item: 'book' }));
+      const during = [await read('/cart'), await read('/profile')];
+      jar.take(await request(app).post('/logout').set('Cookie', jar.header()));
+      const after = await read('/cart');
       jar.take(await request(app).post('/login/password').set('Cookie', jar.header()).type('form').send({ username: 'bob', password: 'secret-bob' }));
-      return ((await request(app).get('/profile').set('Cookie', jar.header())).body as { profileViews: number }).profileViews;
+      return [...during, after, await read('/profile'), await read('/cart')];
     };
-    expect(await bobsCount(onExpressSession(), '/logout')).toBe(1);
-    expect(await bobsCount(onSessionManager(), '/logout')).toBe(2); // Ann's count carried over: Passport's logout only removes passport.user
-    expect(await bobsCount(onExpressSession(), '/logout/all')).toBe(1);
-    expect(await bobsCount(onSessionManager(), '/logout/all')).toBe(1); // destroy at logout: nothing carries over
+    const before = await afterLogout(onExpressSession());
+    expect(before).toEqual([
+      { cart: ['book'], user: 'ann' },
+      { name: 'Ann', profileViews: 1, passport: { user: 1 } },
+      { cart: null, user: null },
+      { name: 'Bob', profileViews: 1, passport: { user: 2 } }, // Ann's count did not carry over
+      { cart: null, user: 'bob' },
+    ]);
+    expect(await afterLogout(onSessionManager())).toEqual(before);
   }, QUICK);
 });

@@ -1,6 +1,8 @@
 // Passport + passport-local, unchanged, on compat: 'express-session': login
-// regenerates the id (the old cookie no longer authenticates), req.user on
-// later requests, req.logout(cb), req.login(user, cb) in a custom route.
+// regenerates the id (the old cookie no longer authenticates) and, as with
+// express-session, drops the rest of the session unless keepSessionInfo;
+// req.user on later requests, req.logout(cb) (which drops the previous user's
+// other keys), req.login(user, cb) in a custom route.
 import type express from 'express';
 import { Passport } from 'passport';
 import { Strategy as LocalStrategy } from 'passport-local';
@@ -50,6 +52,12 @@ describe.each(EXPRESS_VERSIONS)('passport on %s', (_name, expressX) => {
     app.post('/login', passport.authenticate('local', { failureRedirect: '/login?failed=1' }), (req, res) => res.json({ user: name(req) }));
     app.post('/login-keep', passport.authenticate('local', { keepSessionInfo: true }), (req, res) => res.json({ user: name(req), visits: es(req).visits }));
     app.get('/me', (req, res) => res.json({ user: name(req), authenticated: req.isAuthenticated() }));
+    app.post('/cart/:item', (req, res) => {
+      es(req).cart = es(req).cart ?? { items: [] };
+      (es(req).cart.items as string[]).push(req.params.item); // in place
+      res.json(es(req).cart);
+    });
+    app.get('/cart', (req, res) => res.json({ user: name(req), cart: es(req).cart ?? null }));
     app.post('/logout', (req, res, next) => {
       req.logout((err) => (err ? next(err) : res.redirect('/')));
     });
@@ -75,8 +83,8 @@ describe.each(EXPRESS_VERSIONS)('passport on %s', (_name, expressX) => {
 
     expect((await request(app).get('/me').set('Cookie', loggedIn)).body).toEqual({ user: 'ann', authenticated: true });
     expect((await request(app).get('/me').set('Cookie', anonymous)).body).toEqual({ user: null, authenticated: false }); // the old id is dead
-    // session-manager's regenerate keeps the data (express-session's drops it unless keepSessionInfo).
-    expect((await request(app).get('/').set('Cookie', loggedIn)).body).toEqual({ user: 'ann', visits: 2 });
+    // As express-session's: the regenerate at login drops the anonymous visits (no keepSessionInfo).
+    expect((await request(app).get('/').set('Cookie', loggedIn)).body).toEqual({ user: 'ann', visits: 1 });
 
     const logout = await request(app).post('/logout').set('Cookie', loggedIn);
     expect(logout.status).toBe(302);
@@ -87,13 +95,46 @@ describe.each(EXPRESS_VERSIONS)('passport on %s', (_name, expressX) => {
     expect((await request(app).get('/me').set('Cookie', after)).body).toEqual({ user: null, authenticated: false });
   }, QUICK);
 
-  it("keepSessionInfo (Passport's merge of the old session into the new) works on the same object", async () => {
+  it("keepSessionInfo (Passport's merge of the replaced req.session into the new one) keeps the visits", async () => {
     const app = build();
     const anonymous = cookiePair(await request(app).get('/'));
     const login = await request(app).post('/login-keep').set('Cookie', anonymous).type('form').send({ username: 'bob', password: 'secret-bob' });
     expect(login.body).toEqual({ user: 'bob', visits: 1 });
     expect(idOf(cookiePair(login))).not.toBe(idOf(anonymous));
     expect((await request(app).get('/me').set('Cookie', cookiePair(login))).body.user).toBe('bob');
+  }, QUICK);
+
+  it('keepSessionInfo: a cart filled before login is kept with it and dropped without it, as with express-session', async () => {
+    const app = build();
+    const cartAfterLogin = async (path: string): Promise<unknown> => {
+      const anonymous = cookiePair(await request(app).post('/cart/apple'));
+      expect((await request(app).post('/cart/pear').set('Cookie', anonymous)).body).toEqual({ items: ['apple', 'pear'] });
+      const login = await request(app).post(path).set('Cookie', anonymous).type('form').send({ username: 'bob', password: 'secret-bob' });
+      expect(login.status).toBe(200);
+      expect(idOf(cookiePair(login))).not.toBe(idOf(anonymous));
+      expect((await request(app).get('/cart').set('Cookie', anonymous)).body).toEqual({ user: null, cart: null }); // the old id is dead either way
+      return (await request(app).get('/cart').set('Cookie', cookiePair(login))).body;
+    };
+    expect(await cartAfterLogin('/login-keep')).toEqual({ user: 'bob', cart: { items: ['apple', 'pear'] } });
+    expect(await cartAfterLogin('/login')).toEqual({ user: 'bob', cart: null });
+  }, QUICK);
+
+  it("logout drops the previous user's other keys: the next request has no cart", async () => {
+    const app = build();
+    const login = await request(app).post('/login').type('form').send({ username: 'ann', password: 'secret-ann' });
+    const ann = cookiePair(login);
+    await request(app).post('/cart/book').set('Cookie', ann);
+    expect((await request(app).get('/cart').set('Cookie', ann)).body).toEqual({ user: 'ann', cart: { items: ['book'] } });
+
+    const logout = await request(app).post('/logout').set('Cookie', ann);
+    expect(logout.status).toBe(302);
+    const after = setCookie(logout) ? cookiePair(logout) : ann;
+    expect((await request(app).get('/cart').set('Cookie', after)).body).toEqual({ user: null, cart: null });
+    expect((await request(app).get('/cart').set('Cookie', ann)).body).toEqual({ user: null, cart: null }); // the old id is dead
+
+    // The next user on this browser starts clean too.
+    const bob = await request(app).post('/login').set('Cookie', after).type('form').send({ username: 'bob', password: 'secret-bob' });
+    expect((await request(app).get('/cart').set('Cookie', cookiePair(bob))).body).toEqual({ user: 'bob', cart: null });
   }, QUICK);
 
   it('a wrong password fails without a user', async () => {

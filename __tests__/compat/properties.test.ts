@@ -212,11 +212,12 @@ describe.each(EXPRESS_VERSIONS)('compat properties on %s', (_name, expressX) => 
     app.get('/login', (req, res, next) => {
       const s = es(req);
       const before = s.id;
-      s.visits.count += 1; // in place, before regenerate: moves with the data
+      s.visits.count += 1; // in place, before regenerate
       const returned = s.regenerate((err) => {
         if (err) return next(err);
-        // session-manager keeps the data through regenerate (express-session drops it).
-        res.json({ returnedSelf: returned === s, changed: s.id !== before, visits: s.visits, isNew: s.isNew });
+        // As express-session's: req.session is a new, empty session; the old object reads as it was.
+        const now = es(req);
+        res.json({ returnedSelf: returned === s, replaced: now !== s, changed: now.id !== before, visits: now.visits ?? null, old: s.visits, isNew: now.isNew });
       });
     });
     app.get('/init', (req, res) => {
@@ -236,7 +237,8 @@ describe.each(EXPRESS_VERSIONS)('compat properties on %s', (_name, expressX) => 
       const afterReload = s.temp;
       const before = s.id;
       await s.regenerate();
-      res.json({ saved, afterReload, regenerated: s.id !== before, touch: s.touch() === s && s.resetMaxAge() === s });
+      const now = es(req);
+      res.json({ saved, afterReload, regenerated: now.id !== before, dropped: now.temp ?? null, touch: now.touch() === now && now.resetMaxAge() === now });
     });
     app.get('/reload-cb', (req, res, next) => {
       es(req).unsaved = 1;
@@ -253,22 +255,128 @@ describe.each(EXPRESS_VERSIONS)('compat properties on %s', (_name, expressX) => 
     const first = cookiePair(init);
 
     const login = await request(app).get('/login').set('Cookie', first);
-    expect(login.body).toEqual({ returnedSelf: true, changed: true, visits: { count: 2 }, isNew: true });
+    expect(login.body).toEqual({ returnedSelf: true, replaced: true, changed: true, visits: null, old: { count: 2 }, isNew: true });
     const second = cookiePair(login);
     expect(idOf(second)).not.toBe(idOf(first));
     expect((await request(app).get('/show').set('Cookie', first)).body.keys).toEqual(['cookie']); // the old id is dead
 
     expect((await request(app).get('/save').set('Cookie', second)).body).toEqual({ returnedSelf: true });
     const promises = await request(app).get('/promises').set('Cookie', second);
-    expect(promises.body).toEqual({ saved: true, afterReload: { n: 1 }, regenerated: true, touch: true });
+    expect(promises.body).toEqual({ saved: true, afterReload: { n: 1 }, regenerated: true, dropped: null, touch: true });
     const third = cookiePair(promises);
     expect((await request(app).get('/reload-cb').set('Cookie', third)).body).toEqual({ unsaved: false });
-    expect((await request(app).get('/show').set('Cookie', third)).body.data).toMatchObject({ visits: { count: 2 }, saved: 'yes', temp: { n: 1 } });
+    expect((await request(app).get('/show').set('Cookie', third)).body.keys).toEqual(['cookie']); // each regenerate started empty
 
     const logout = await request(app).get('/logout').set('Cookie', third);
     expect(logout.body).toEqual({ stillThere: true, keys: ['cookie'] }); // express-session would leave req.session undefined
     expect(setCookie(logout)).toMatch(/Max-Age=0|Expires=Thu, 01 Jan 1970/);
     expect(await middleware.manager.count()).toBe(0);
+  }, QUICK);
+
+  it('after regenerate, the replaced req.session reads its data as it was and refuses writes; a for-in copy (keepSessionInfo) carries it over', async () => {
+    const clock = new FakeClock(Date.now());
+    const { app } = build({ clock: clock.now, maxLifetime: 3600 });
+    app.get('/init', (req, res) => {
+      es(req).user = 'ann';
+      es(req).cart = { items: ['apple'] };
+      es(req).cookie.maxAge = 2 * DAY * 1000; // remember-me
+      res.end();
+    });
+    app.get('/regen', async (req, res) => {
+      const old = es(req);
+      const before = old.id;
+      old.cart.items.push('pear'); // in place, unsaved
+      old.note = 'unsaved';
+      await old.regenerate();
+      const now = es(req);
+      const fresh = { replaced: now !== old, newId: now.id !== before && now.id === req.sessionID, keys: Object.keys(now), user: now.user ?? null, has: now.has('cart') };
+      const kept = {
+        id: old.id === before && old.sessionID === before,
+        user: old.user,
+        cart: old.cart,
+        note: old.note,
+        keys: Object.keys(old),
+        get: old.get('cart'),
+        has: old.has('user') && 'user' in old,
+        listed: [...old.keys()],
+        json: JSON.parse(JSON.stringify(old)).cart,
+        cookie: old.cookie.maxAge > DAY * 1000,
+      };
+      const errors: string[] = [];
+      const attempts = [
+        () => (old.user = 'bob'),
+        () => delete old.user,
+        () => Object.defineProperty(old, 'x', { value: 1 }),
+        () => old.set('user', 'bob'),
+        () => old.save(),
+        () => old.regenerate(),
+        () => (old.cookie.maxAge = 1000),
+      ];
+      for (const attempt of attempts) {
+        try {
+          attempt();
+          errors.push('no error');
+        } catch (err) {
+          errors.push(`${(err as Error).constructor.name}: ${(err as Error).message}`);
+        }
+      }
+      // Passport's keepSessionInfo: utils-merge copies every enumerable property (cookie included) onto the new req.session.
+      for (const key in old) now[key] = old[key];
+      res.json({ fresh, kept, errors, copied: Object.keys(now), stillOld: old.user });
+    });
+    const init = await request(app).get('/init');
+    const res = await request(app).get('/regen').set('Cookie', cookiePair(init));
+    expect(res.status).toBe(200);
+    expect(res.body.fresh).toEqual({ replaced: true, newId: true, keys: ['cookie'], user: null, has: false });
+    expect(res.body.kept).toEqual({
+      id: true,
+      user: 'ann',
+      cart: { items: ['apple', 'pear'] },
+      note: 'unsaved',
+      keys: ['cookie', 'user', 'cart', 'note'],
+      get: { items: ['apple', 'pear'] },
+      has: true,
+      listed: ['user', 'cart', 'note'],
+      json: { items: ['apple', 'pear'] },
+      cookie: true,
+    });
+    expect(res.body.errors).toHaveLength(7);
+    for (const error of res.body.errors) expect(error).toMatch(/^TypeError: \[session-manager\] .*regenerate\(\) replaced this req\.session/);
+    expect(res.body.copied).toEqual(['cookie', 'user', 'cart', 'note']);
+    expect(res.body.stillOld).toBe('ann');
+    expect(maxAgeOf(setCookie(res))).toBe(2 * DAY); // the lifetime moves with the session (not data)
+
+    const next = await request(app).get('/show').set('Cookie', cookiePair(res));
+    expect(next.body.data).toMatchObject({ user: 'ann', cart: { items: ['apple', 'pear'] }, note: 'unsaved' });
+    expect((await request(app).get('/show').set('Cookie', cookiePair(init))).body.keys).toEqual(['cookie']); // the old id is dead
+  }, QUICK);
+
+  it('regenerate drops keys a concurrent request stored after this one loaded', async () => {
+    const { app } = build();
+    const hold = deferred();
+    const entered = deferred();
+    app.get('/init', (req, res) => {
+      es(req).user = 'ann';
+      res.end();
+    });
+    app.get('/late', (req, res) => {
+      es(req).late = 'from another request';
+      res.end();
+    });
+    app.get('/logout', async (req, res) => {
+      entered.resolve();
+      await hold.promise; // /late commits meanwhile
+      await es(req).regenerate();
+      res.json({ keys: Object.keys(es(req)) });
+    });
+    const cookie = cookiePair(await request(app).get('/init'));
+    const logout = request(app).get('/logout').set('Cookie', cookie).then((r) => r);
+    await entered.promise;
+    await request(app).get('/late').set('Cookie', cookie);
+    hold.resolve();
+    const res = await logout;
+    expect(res.body).toEqual({ keys: ['cookie'] });
+    expect((await request(app).get('/show').set('Cookie', cookiePair(res))).body.keys).toEqual(['cookie']);
   }, QUICK);
 
   it('callback errors reach the callback (a store failure), and a bare call never crashes the process', async () => {

@@ -48,6 +48,14 @@ function createApp(express, sessionMiddleware) {
     passport.authenticate('local', { successRedirect: '/profile', failureRedirect: '/login', failureMessage: true }),
   );
   app.post('/login/flash', passport.authenticate('local', { successRedirect: '/profile', failureRedirect: '/login', failureFlash: true }));
+  // Keeps what the visitor did before logging in (the cart).
+  app.post('/login/keep', passport.authenticate('local', { successRedirect: '/cart', failureRedirect: '/login', keepSessionInfo: true }));
+  app.post('/cart', (req, res) => {
+    req.session.cart = req.session.cart || [];
+    req.session.cart.push(req.body.item);
+    res.redirect('/cart');
+  });
+  app.get('/cart', (req, res) => res.json({ cart: req.session.cart || null, user: req.user ? req.user.username : null }));
   app.get('/profile', ensureLoggedIn, (req, res) => {
     req.session.pages = req.session.pages || {};
     req.session.pages.profile = (req.session.pages.profile || 0) + 1;
@@ -61,13 +69,6 @@ function createApp(express, sessionMiddleware) {
   app.get('/preferences', ensureLoggedIn, (req, res) => res.json({ preferences: req.session.preferences || null, info: req.flash('info') }));
   app.post('/logout', (req, res, next) => {
     req.logout((err) => (err ? next(err) : res.redirect('/')));
-  });
-  // Logout that also forgets everything else the session held.
-  app.post('/logout/all', (req, res, next) => {
-    req.logout((err) => {
-      if (err) return next(err);
-      req.session.destroy((destroyError) => (destroyError ? next(destroyError) : res.redirect('/')));
-    });
   });
   return app;
 }
