@@ -1,8 +1,9 @@
 import { OptionError } from '../errors';
 import { ExpiryHeap, secondOf } from './expiry-heap';
+import { UserIndex, userFromJson, userOf } from './memory-users';
 import { Probation } from './probation';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { ShardedMap } from './sharded-map';
-import type { Provider, StoredEntry, StoredSession } from './provider';
 
 /** Options of the memory provider. */
 export interface MemoryOptions {
@@ -54,6 +55,11 @@ const VALUES_FROM = 2 * TIME_WIDTH; // where the values start, or a probationary
  * its first use O(log n), and a sweep visits only what may be due, in time
  * slices.
  *
+ * Sessions by user: a session whose values hold `USER_KEY` is filed under its
+ * user in a `UserIndex` (user → ids), kept with every create, update, move,
+ * destroy, eviction and expiry, so `listByUser` looks at that user's sessions
+ * only. An unbound session costs nothing there.
+ *
  * @example sessions({ provider: 'memory', providerOptions: { maxSessions: 50_000 } })
  */
 export class MemoryProvider implements Provider {
@@ -68,6 +74,8 @@ export class MemoryProvider implements Provider {
     const encoded = this.#sessions.get(sid);
     return encoded !== undefined && segmentOf(encoded) === segment ? expiryOf(encoded) : undefined;
   });
+  /** User → ids of the sessions bound to it (only sessions whose values hold `USER_KEY`). */
+  readonly #users = new UserIndex();
   readonly #evictionListeners: Array<(sid: string) => void> = [];
   /** The latest sweep; the next one starts after it. */
   #sweeping: Promise<number> | undefined;
@@ -97,6 +105,8 @@ export class MemoryProvider implements Provider {
     const evicted = this.#sessions.size >= this.maxSessions ? this.#evictOne() : undefined;
     const segment = this.#probation.add(sid, expiresAt);
     this.#sessions.set(sid, encode(expiresAt, pad(createdAt) + segment.toString(36), values));
+    const user = userOf(values);
+    if (user !== undefined) this.#users.add(user, sid);
     if (evicted !== undefined) for (const listener of this.#evictionListeners) listener(evicted);
     return true;
   }
@@ -116,7 +126,10 @@ export class MemoryProvider implements Provider {
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const encoded = this.#sessions.get(sid);
     if (encoded === undefined || expiryOf(encoded) <= now) return false;
-    const values = withChanges(decodeValues(encoded), changes);
+    const values = decodeValues(encoded);
+    const before = changes.has(USER_KEY) ? userOf(values) : undefined;
+    withChanges(values, changes);
+    if (changes.has(USER_KEY)) this.#rebind(sid, before, sid, userOf(values));
     this.#refresh(sid, encoded, encode(expiresAt, encoded.slice(TIME_WIDTH, VALUES_FROM), values), expiresAt);
     return true;
   }
@@ -141,16 +154,21 @@ export class MemoryProvider implements Provider {
     const encoded = this.#sessions.get(from);
     if (encoded === undefined || expiryOf(encoded) <= now) return undefined;
     if (this.#sessions.has(to)) return false;
-    const values = withChanges(decodeValues(encoded), changes);
+    const values = decodeValues(encoded);
+    const before = userOf(values);
+    withChanges(values, changes);
     this.#remove(from, encoded);
     this.#sessions.set(to, encode(expiresAt, pad(createdAt), values)); // in use: established at once
     this.#established.add(to, expiresAt);
+    this.#rebind(from, before, to, changes.has(USER_KEY) ? userOf(values) : before);
     return values;
   }
 
   async destroy(sid: string): Promise<void> {
     const encoded = this.#sessions.get(sid);
-    if (encoded !== undefined) this.#remove(sid, encoded); // an expiry-heap entry goes stale and is dropped when taken
+    if (encoded === undefined) return;
+    this.#remove(sid, encoded); // an expiry-heap entry goes stale and is dropped when taken
+    this.#unindex(sid, encoded);
   }
 
   gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
@@ -173,9 +191,27 @@ export class MemoryProvider implements Provider {
     }
   }
 
+  /** The live sessions bound to `userId`, from the index: never a walk over all sessions. */
+  async listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    const found: StoredEntry[] = [];
+    for (const sid of this.#users.sids(userId)) {
+      const encoded = this.#sessions.get(sid);
+      if (encoded === undefined) {
+        this.#users.delete(userId, sid); // not expected (every removal unindexes), but never listed
+        continue;
+      }
+      if (expiryOf(encoded) <= now) continue; // the sweep collects it, and unindexes it then
+      const session = decode(encoded);
+      if (userOf(session.values) === userId) found.push({ sid, ...session });
+      else this.#users.delete(userId, sid);
+    }
+    return found;
+  }
+
   async close(): Promise<void> {
     await this.#sweeping;
     this.#sessions.clear();
+    this.#users.clear();
     this.#established.clear();
     this.#probation.clear();
   }
@@ -194,6 +230,20 @@ export class MemoryProvider implements Provider {
     this.#sessions.set(sid, updated);
     this.#established.add(sid, expiresAt);
     this.#probation.leave(segment);
+  }
+
+  /** Files `sid` under its new user, if it changed (or the id did). */
+  #rebind(from: string, before: string | undefined, to: string, after: string | undefined): void {
+    if (before === after && from === to) return;
+    if (before !== undefined) this.#users.delete(before, from);
+    if (after !== undefined) this.#users.add(after, to);
+  }
+
+  /** Takes a deleted session out of the user index. */
+  #unindex(sid: string, encoded: string): void {
+    if (this.#users.size === 0) return;
+    const user = storedUser(encoded);
+    if (user !== undefined) this.#users.delete(user, sid);
   }
 
   #remove(sid: string, encoded: string): void {
@@ -220,23 +270,32 @@ export class MemoryProvider implements Provider {
   #evictOne(): string | undefined {
     const newcomer = this.#probation.takeOldest();
     if (newcomer !== undefined) {
-      this.#sessions.delete(newcomer);
+      this.#delete(newcomer);
       return newcomer;
     }
     const filed = { second: 0 };
     for (let sid = this.#established.take(Infinity, filed); sid !== undefined; sid = this.#established.take(Infinity, filed)) {
       if (this.#check(sid, filed.second) === 'due') {
-        this.#sessions.delete(sid);
+        this.#delete(sid);
         return sid;
       }
     }
     return undefined;
   }
 
+  /** Deletes an evicted or expired session (whose queue entry is taken already), unindexing it. */
+  #delete(sid: string): void {
+    if (this.#users.size > 0) {
+      const encoded = this.#sessions.get(sid);
+      if (encoded !== undefined) this.#unindex(sid, encoded);
+    }
+    this.#sessions.delete(sid);
+  }
+
   async #sweep(now: number, onExpired?: (sid: string) => void): Promise<number> {
     let deleted = 0;
     const expire = (sid: string) => {
-      this.#sessions.delete(sid);
+      this.#delete(sid);
       deleted++;
       onExpired?.(sid);
     };
@@ -304,6 +363,15 @@ function encode(expiresAt: number, prefix: string, values: ReadonlyMap<string, s
     json += JSON.stringify(key) + ':' + JSON.stringify(value);
   }
   return flat(pad(expiresAt) + prefix + json + '}');
+}
+
+/** `USER_KEY` as it appears in an encoded session, once bound. */
+const USER_FIELD = JSON.stringify(USER_KEY);
+
+/** The user an encoded session is bound to: a substring test, then a parse only for a session that may be bound. */
+function storedUser(encoded: string): string | undefined {
+  if (!encoded.includes(USER_FIELD, VALUES_FROM)) return undefined;
+  return userFromJson(decodeValues(encoded).get(USER_KEY));
 }
 
 function decodeValues(encoded: string): Map<string, string> {
