@@ -1,15 +1,17 @@
 /**
  * The demo app's pages over HTTP (supertest against a real listener on
- * 127.0.0.1): login, counter, logout, escaping, validation, the counter's
- * replace-after-age rule on an injected clock, URL-rewrite mode, the error
- * pages, the environment configuration and `npm run demo` itself.
+ * 127.0.0.1): login, counter, logout, "Your sessions" (sessions by user),
+ * escaping, validation, the counter's replace-after-age rule on an injected
+ * clock, URL-rewrite mode, the error pages, the environment configuration and
+ * `npm run demo` itself (including its start-up check of the store).
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import request, { type Response } from 'supertest';
 import { MemoryProvider } from 'session-manager';
 import { DEMO_COOKIE_NAME, MAX_USERNAME_LENGTH } from '../demo-app/app';
-import { configFromEnv } from '../demo-app/config';
+import { configFromEnv, storeSource } from '../demo-app/config';
+import { deviceLabel } from '../demo-app/device';
 import { CONTENT_SECURITY_POLICY } from '../demo-app/views';
 import type { DemoOptions } from '../demo-app/app';
 import { startDemo, type RunningDemo } from './support/demo-server';
@@ -70,7 +72,7 @@ function onlineOn(res: Response): string {
 /** A browser-like client of the cookie mode: keeps the session cookie between requests. */
 class Visitor {
   cookie: string | undefined;
-  constructor(readonly base: string) {}
+  constructor(readonly base: string, readonly userAgent?: string) {}
 
   async get(path: string): Promise<Response> {
     return this.#keep(await this.#withCookie(request(this.base).get(path)));
@@ -81,6 +83,7 @@ class Visitor {
   }
 
   #withCookie(test: request.Test): request.Test {
+    if (this.userAgent !== undefined) test.set('User-Agent', this.userAgent);
     return this.cookie === undefined ? test : test.set('Cookie', `${DEMO_COOKIE_NAME}=${this.cookie}`);
   }
 
@@ -221,6 +224,217 @@ describe('demo app, cookie mode', () => {
     expect(res.status).toBe(404);
     expect(res.text).toContain('Page not found');
     expect(res.text).toContain('There is no page at /nowhere/%3Cb%3E.');
+  });
+});
+
+const CHROME_ON_LINUX = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36';
+const FIREFOX_ON_WINDOWS = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0';
+const SAFARI_ON_IOS = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
+
+/** The rows of "Your sessions": device text and whether it is marked "this device". */
+function sessionRows(res: Response): { device: string; current: boolean }[] {
+  expect(res.status).toBe(200);
+  return [...res.text.matchAll(/<tr[^>]*data-testid="session">\s*<td>([^<]*)(<span class="this-device")?/g)]
+    .map((match) => ({ device: match[1], current: match[2] !== undefined }));
+}
+
+/** The handles named by the page's per-session "Log out" forms (every session but this one). */
+function logoutHandles(res: Response): string[] {
+  return [...res.text.matchAll(/action="\/sessions\/([^/"?]+)\/logout/g)].map((match) => match[1]);
+}
+
+describe('demo app, "Your sessions"', () => {
+  /** Logs `username` in from a new visitor on `userAgent`. */
+  async function loggedIn(url: string, username: string, userAgent?: string): Promise<Visitor> {
+    const visitor = new Visitor(url, userAgent);
+    expect((await visitor.post('/login', { username })).status).toBe(303);
+    return visitor;
+  }
+
+  test('login binds the session to its user and records the device', async () => {
+    const { url, manager } = await demo();
+    await loggedIn(url, 'alice', CHROME_ON_LINUX);
+    const [info] = await manager.listByUser('alice');
+    expect(info).toMatchObject({ userId: 'alice', data: { username: 'alice', device: 'Chrome on Linux' } });
+    expect(await manager.listByUser('bob')).toEqual([]);
+  });
+
+  test('two logins of one user: both listed, with devices, one marked "this device"; nav link, "Users online"', async () => {
+    const { url } = await demo();
+    const laptop = await loggedIn(url, 'alice', CHROME_ON_LINUX);
+    const phone = await loggedIn(url, 'alice', SAFARI_ON_IOS);
+    await loggedIn(url, 'mallory', FIREFOX_ON_WINDOWS); // someone else's session is never listed
+
+    const home = await laptop.get('/');
+    expect(home.text).toContain('<a href="/sessions">Your sessions</a>');
+    const page = await laptop.get('/sessions');
+    expect(page.text).toContain('<a href="/sessions" aria-current="page">Your sessions</a>');
+    expect(onlineOn(page)).toBe('3');
+    expect(sessionRows(page)).toEqual([
+      { device: 'Chrome on Linux', current: true },
+      { device: 'Safari on iOS', current: false },
+    ]);
+    expect(page.text.match(/this device/g)).toHaveLength(1);
+    expect(logoutHandles(page)).toHaveLength(1);
+    expect(page.text).toContain('<form method="post" action="/sessions/logout-others">');
+
+    expect(sessionRows(await phone.get('/sessions'))).toEqual([
+      { device: 'Safari on iOS', current: true },
+      { device: 'Chrome on Linux', current: false },
+    ]);
+    // No other session: no "log out all other sessions" button.
+    const alone = await (await loggedIn(url, 'carol')).get('/sessions');
+    expect(sessionRows(alone)).toEqual([{ device: 'Unknown device', current: true }]);
+    expect(alone.text).not.toContain('logout-others');
+  });
+
+  test('"log out all other sessions" ends the others: B is logged out, A stays in', async () => {
+    const { url, manager } = await demo();
+    const a = await loggedIn(url, 'alice', CHROME_ON_LINUX);
+    const b = await loggedIn(url, 'alice', FIREFOX_ON_WINDOWS);
+    const c = await loggedIn(url, 'alice', SAFARI_ON_IOS);
+    const mallory = await loggedIn(url, 'mallory');
+
+    const res = await a.post('/sessions/logout-others');
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toBe('/sessions?ended=2');
+    const page = await a.get(res.headers.location);
+    expect(page.text).toContain('2 sessions were logged out.');
+    expect(sessionRows(page)).toEqual([{ device: 'Chrome on Linux', current: true }]);
+
+    shouldBeGreeted(await a.get('/'), 'alice');
+    shouldNotBeLoggedIn(await b.get('/'));
+    shouldNotBeLoggedIn(await c.get('/'));
+    shouldBeGreeted(await mallory.get('/'), 'mallory'); // another user's session is untouched
+    expect(await manager.count()).toBe(2);
+  });
+
+  test('"Log out" on one other session ends just that one', async () => {
+    const { url } = await demo();
+    const a = await loggedIn(url, 'alice', CHROME_ON_LINUX);
+    const b = await loggedIn(url, 'alice', FIREFOX_ON_WINDOWS);
+    const [bHandle] = logoutHandles(await a.get('/sessions'));
+    expect(bHandle).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The handle is the store's name for the session, never the id the client holds.
+    expect(bHandle).not.toBe(b.cookie);
+    expect(logoutHandles(await b.get('/sessions'))).not.toContain(bHandle);
+
+    const res = await a.post(`/sessions/${bHandle}/logout`);
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toBe('/sessions?ended=1');
+    expect((await a.get(res.headers.location)).text).toContain('1 session was logged out.');
+    shouldNotBeLoggedIn(await b.get('/'));
+    shouldBeGreeted(await a.get('/'), 'alice');
+    expect(sessionRows(await a.get('/sessions'))).toEqual([{ device: 'Chrome on Linux', current: true }]);
+
+    // Again, now that it is gone: 404, nothing else changes.
+    expect((await a.post(`/sessions/${bHandle}/logout`)).status).toBe(404);
+    shouldBeGreeted(await a.get('/'), 'alice');
+  });
+
+  test("a user cannot end someone else's session with its handle: 404, and that session lives on", async () => {
+    const { url, manager } = await demo();
+    const a = await loggedIn(url, 'alice', CHROME_ON_LINUX);
+    const victim = await loggedIn(url, 'bob', FIREFOX_ON_WINDOWS);
+    const bystander = await loggedIn(url, 'bob', SAFARI_ON_IOS);
+    const [victimHandle] = logoutHandles(await bystander.get('/sessions'));
+    expect((await manager.listByUser('bob')).map((info) => info.handle)).toContain(victimHandle);
+
+    const res = await a.post(`/sessions/${victimHandle}/logout`);
+    expect(res.status).toBe(404);
+    expect(res.text).toContain('No such session');
+    shouldBeGreeted(await victim.get('/'), 'bob');
+    expect(await manager.listByUser('bob')).toHaveLength(2);
+
+    // Nor with the raw id (which manager.destroy() would also take), nor with anything else.
+    for (const guess of [victim.cookie!, 'x'.repeat(43), '%3Cb%3E', 'logout-others']) {
+      expect((await a.post(`/sessions/${guess}/logout`)).status).toBe(404);
+    }
+    shouldBeGreeted(await victim.get('/'), 'bob');
+    shouldBeGreeted(await a.get('/'), 'alice');
+    expect(await manager.count()).toBe(3);
+  });
+
+  test("posting this session's own handle is a plain logout", async () => {
+    const { url } = await demo();
+    const a = await loggedIn(url, 'alice');
+    const b = await loggedIn(url, 'alice');
+    const [aHandle] = logoutHandles(await b.get('/sessions'));
+    const res = await a.post(`/sessions/${aHandle}/logout`);
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toBe('/');
+    expect(setSessionCookie(res)).toBe('');
+    shouldBeGreeted(await b.get('/'), 'alice');
+  });
+
+  test('without a login: 403 for the page and both actions, and nothing ends', async () => {
+    const { url, manager } = await demo();
+    const alice = await loggedIn(url, 'alice');
+    const [handle] = (await manager.listByUser('alice')).map((info) => info.handle);
+    const anonymous = new Visitor(url);
+    await anonymous.get('/count'); // a session, but no login
+    for (const res of [await anonymous.get('/sessions'), await anonymous.post('/sessions/logout-others'), await anonymous.post(`/sessions/${handle}/logout`)]) {
+      expect(res.status).toBe(403);
+      expect(res.text).toContain('Please log in');
+      expect(res.text).not.toContain('Your sessions</a>');
+    }
+    shouldBeGreeted(await alice.get('/'), 'alice');
+    expect(await manager.count()).toBe(2);
+  });
+
+  test('the actions are POST only: a GET (a link, an <img>) ends nothing', async () => {
+    const { url } = await demo();
+    const a = await loggedIn(url, 'alice');
+    const b = await loggedIn(url, 'alice');
+    const [bHandle] = logoutHandles(await a.get('/sessions'));
+    expect((await a.get('/sessions/logout-others')).status).toBe(404);
+    expect((await a.get(`/sessions/${bHandle}/logout`)).status).toBe(404);
+    shouldBeGreeted(await b.get('/'), 'alice');
+  });
+
+  test('the user name is escaped on the page', async () => {
+    const { url } = await demo();
+    const name = '<img src=x onerror=alert(1)>';
+    const page = await (await loggedIn(url, name)).get('/sessions');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('&lt;img src=x onerror=alert(1)&gt;');
+    expect(page.text).not.toContain('<img');
+  });
+
+  test('in URL-rewrite mode the page, its forms and redirects keep the id', async () => {
+    const { url } = await demo({ session: { transports: ['query'] } });
+    const sidOf = async (): Promise<string> => {
+      const login = await request(url).post('/login').type('form').send({ username: 'dave' });
+      return new URL(login.headers.location, 'http://x').searchParams.get('sid')!;
+    };
+    const a = await sidOf();
+    const b = await sidOf();
+    const page = await request(url).get(`/?sid=${a}`);
+    expect(page.text).toContain(`<a href="/sessions?sid=${a}">Your sessions</a>`);
+    const list = await request(url).get(`/sessions?sid=${a}`);
+    expect(list.text).toContain(`action="/sessions/logout-others?sid=${a}"`);
+    expect(logoutHandles(list)).toHaveLength(1);
+    const res = await request(url).post(`/sessions/logout-others?sid=${a}`);
+    expect(res.headers.location).toBe(`/sessions?ended=1&sid=${a}`);
+    shouldNotBeLoggedIn(await request(url).get(`/?sid=${b}`));
+    shouldBeGreeted(await request(url).get(`/?sid=${a}`), 'dave');
+  });
+
+  test.each([
+    [CHROME_ON_LINUX, 'Chrome on Linux'],
+    ['Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36', 'Chrome on Linux'],
+    [FIREFOX_ON_WINDOWS, 'Firefox on Windows'],
+    [SAFARI_ON_IOS, 'Safari on iOS'],
+    ['Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15', 'Safari on macOS'],
+    ['Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0', 'Edge on Windows'],
+    ['Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36', 'Chrome on Android'],
+    ['Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36', 'Chrome on ChromeOS'],
+    ['curl/8.5.0', 'curl'],
+    ['<script>alert(1)</script>', 'Unknown device'],
+    ['', 'Unknown device'],
+    [undefined, 'Unknown device'],
+  ])('device label of %j is %j', (userAgent, label) => {
+    expect(deviceLabel(userAgent)).toBe(label);
   });
 });
 
@@ -384,6 +598,21 @@ describe('demo app, when the session store fails', () => {
     shouldBeGreeted(await visitor.get('/'), 'frank');
   });
 
+  test('a store without a per-user index: login works, "Your sessions" is a 501 page that says why', async () => {
+    class NoUserIndex extends MemoryProvider {}
+    Object.defineProperty(NoUserIndex.prototype, 'listByUser', { value: undefined });
+    const { url } = await demo({ session: { provider: new NoUserIndex() } });
+    const visitor = new Visitor(url);
+    await visitor.post('/login', { username: 'hank' });
+    shouldBeGreeted(await visitor.get('/'), 'hank');
+    const res = await visitor.get('/sessions');
+    expect(res.status).toBe(501);
+    expect(res.text).toContain('Not available with this session store');
+    expect(res.text).toContain('Logged in as <strong>hank</strong>'); // nothing failed: the login stands
+    expect((await visitor.post('/sessions/logout-others')).status).toBe(501);
+    shouldBeGreeted(await visitor.get('/'), 'hank');
+  });
+
   test('a login whose save fails gets a 503 page instead of the redirect, with the page headers intact', async () => {
     const { url } = await demo({ session: { provider: new FailingUpdates(), onError: () => undefined } });
     const visitor = new Visitor(url);
@@ -442,13 +671,47 @@ describe('demo configuration from the environment', () => {
 });
 
 describe('npm run demo (demo-app/server.ts under ts-node)', () => {
+  const root = join(__dirname, '..');
+  const runDemo = (env: NodeJS.ProcessEnv) => spawn(process.execPath, [join(root, 'node_modules/ts-node/dist/bin.js'), '--transpile-only', 'demo-app/server.ts'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', SESSION_PROVIDER: '', SESSION_TRANSPORT: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+  test('an unreachable store stops it at start: one line naming the provider and its variable, exit code 1', async () => {
+    // Nothing listens on port 1; the password must not be printed.
+    const child = runDemo({ SESSION_PROVIDER: 'redis', REDIS_URL: 'redis://demo:s3cret-pw@127.0.0.1:1' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const timeout = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('no exit within 15 s'), 15_000)));
+    try {
+      const code = await Promise.race([exited, timeout]).finally(() => clearTimeout(timer));
+      expect(code).toBe(1);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      const lines = stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^demo: session store not reachable: redis \(REDIS_URL\): .*ECONNREFUSED 127\.0\.0\.1:1/);
+      expect(stderr).not.toContain('s3cret-pw');
+      expect(stdout).not.toMatch(/http:\/\//); // it never listened
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  test('storeSource names the variables, never their values', () => {
+    expect(storeSource({})).toBe('memory');
+    expect(storeSource({ SESSION_PROVIDER: 'redis', REDIS_URL: 'redis://:pw@h' })).toBe('redis (REDIS_URL)');
+    expect(storeSource({ SESSION_PROVIDER: 'redis' })).toBe("redis (REDIS_URL not set: the provider's default)");
+    expect(storeSource({ SESSION_PROVIDER: 'postgres', DATABASE_URL: 'postgres://u:pw@h/db' })).toBe('postgres (DATABASE_URL)');
+  });
+
   test('prints its URL, serves pages, and stops cleanly on SIGTERM', async () => {
-    const root = join(__dirname, '..');
-    const child = spawn(process.execPath, [join(root, 'node_modules/ts-node/dist/bin.js'), '--transpile-only', 'demo-app/server.ts'], {
-      cwd: root,
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', SESSION_PROVIDER: '', SESSION_TRANSPORT: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = runDemo({});
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
     child.stderr.on('data', (chunk) => (output += chunk));

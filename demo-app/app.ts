@@ -1,11 +1,13 @@
 /**
- * The demo app: the classic session pages (home, login, counter, logout) on
- * Express 5, using only session-manager's public API. `createDemoApp()` builds
- * the app without listening, so tests start it on any port with any session
- * options; `server.ts` runs it from the environment.
+ * The demo app: the classic session pages (home, login, counter, logout) and
+ * "Your sessions" (sessions by user) on Express 5, using only
+ * session-manager's public API. `createDemoApp()` builds the app without
+ * listening, so tests start it on any port with any session options;
+ * `server.ts` runs it from the environment.
  */
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { sessions, type Manager, type SessionOptions } from '../lib';
+import { sessions, type Manager, type SessionInfo, type SessionOptions } from '../lib';
+import { deviceLabel, UNKNOWN_DEVICE } from './device';
 import * as views from './views';
 
 /// <reference path="./session-data.d.ts" />
@@ -108,6 +110,9 @@ export function createDemoApp(options: DemoOptions = {}): DemoApp {
     // A fresh id at login, so an id planted before it is worthless (session fixation, OWASP Session Management Cheat Sheet).
     await req.session.regenerate();
     req.session.set('username', username);
+    // Bound to its user, the session shows up in manager.listByUser(): "Your sessions", "log out other sessions".
+    req.session.bindUser(username);
+    req.session.set('device', deviceLabel(req.get('user-agent')));
     // 303: the browser follows with a GET; the session is saved before the redirect leaves.
     res.redirect(303, link(req)('/'));
   });
@@ -115,6 +120,60 @@ export function createDemoApp(options: DemoOptions = {}): DemoApp {
   app.post('/logout', async (req, res) => {
     await req.destroySession();
     res.redirect(303, '/');
+  });
+
+  /** Only a logged-in visitor has sessions to manage: anyone else gets a 403 page. */
+  const loggedIn = async (req: Request, res: Response): Promise<string | undefined> => {
+    const username = req.session.get('username');
+    if (username !== undefined) return username;
+    res.status(403).send(views.errorPage(await pageContext(req), 403, 'Please log in', 'Log in to see and end your sessions.'));
+    return undefined;
+  };
+
+  app.get('/sessions', async (req, res) => {
+    const username = await loggedIn(req, res);
+    if (username === undefined) return;
+    const current = req.session.handle;
+    const rows = (await manager.listByUser(username)).map((info: SessionInfo): views.SessionRow => ({
+      handle: info.handle,
+      device: typeof info.data.device === 'string' ? info.data.device : UNKNOWN_DEVICE,
+      createdAt: info.createdAt,
+      expiresAt: info.expiresAt,
+      current: info.handle === current,
+    }));
+    // This device first, then the newest logins.
+    rows.sort((a, b) => Number(b.current) - Number(a.current) || b.createdAt.getTime() - a.createdAt.getTime());
+    const ended = typeof req.query.ended === 'string' && /^\d{1,6}$/.test(req.query.ended) ? Number(req.query.ended) : undefined;
+    res.send(views.sessionsPage(await pageContext(req), { sessions: rows, ended }));
+  });
+
+  app.post('/sessions/logout-others', async (req, res) => {
+    const username = await loggedIn(req, res);
+    if (username === undefined) return;
+    // `except` takes the raw id (or a handle): this very session stays.
+    const ended = await manager.destroyByUser(username, { except: req.sessionID });
+    res.redirect(303, link(req)(`/sessions?ended=${ended}`));
+  });
+
+  app.post('/sessions/:handle/logout', async (req, res) => {
+    const username = await loggedIn(req, res);
+    if (username === undefined) return;
+    const { handle } = req.params;
+    if (handle === req.session.handle) {
+      // This device's own row has no button; a hand-made post is a plain logout.
+      await req.destroySession();
+      res.redirect(303, '/');
+      return;
+    }
+    // Only a handle from this user's own list ends anything: a guessed or copied
+    // handle of someone else's session gets the same 404 as one that does not exist.
+    const own = (await manager.listByUser(username)).some((info) => info.handle === handle);
+    if (!own) {
+      res.status(404).send(views.errorPage(await pageContext(req), 404, 'No such session', 'None of your sessions has that name. It may have ended already.'));
+      return;
+    }
+    await manager.destroy(handle);
+    res.redirect(303, link(req)('/sessions?ended=1'));
   });
 
   app.get('/count', async (req, res) => {
@@ -145,20 +204,23 @@ export function createDemoApp(options: DemoOptions = {}): DemoApp {
 
   const onError: ErrorRequestHandler = async (err, req, res, next) => {
     const status = errorStatus(err);
-    if (status >= 500) console.error(err);
+    // 501: the store cannot do what the page needs (no per-user index for "Your sessions"); nothing broke.
+    if (status >= 500 && status !== 501) console.error(err);
     if (res.headersSent) return next(err);
     // A failed session save discards the headers the route had set.
     setSecurityHeaders(res);
     // The store may be what failed: the page still renders, without the count.
     const online = await manager.count().catch(() => undefined);
     // After a server-side failure the session in hand may be one that was never saved: claim no login.
-    const username = status < 500 ? req.session?.get('username') : undefined;
+    const username = status < 500 || status === 501 ? req.session?.get('username') : undefined;
     const ctx: views.PageContext = { username, online, link: link(req), transport };
     const [title, message] = status === 503
       ? ['Sessions are unavailable', 'The session store did not answer. Please try again in a moment.']
-      : status >= 500
-        ? ['Something went wrong', 'The server failed to answer this request.']
-        : ['Bad request', (err as { expose?: boolean }).expose ? String((err as Error).message) : 'The request could not be understood.'];
+      : status === 501
+        ? ['Not available with this session store', 'This session store cannot list sessions by user, so this page cannot be shown.']
+        : status >= 500
+          ? ['Something went wrong', 'The server failed to answer this request.']
+          : ['Bad request', (err as { expose?: boolean }).expose ? String((err as Error).message) : 'The request could not be understood.'];
     res.status(status).send(views.errorPage(ctx, status, title, message));
   };
   app.use(onError);

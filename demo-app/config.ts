@@ -70,3 +70,17 @@ function positive(env: NodeJS.ProcessEnv, name: string): number {
   if (!Number.isFinite(value) || value <= 0) fail(name, text, 'a positive number of seconds');
   return value;
 }
+
+/**
+ * Where the session store's settings came from, for start-up messages:
+ * `redis (REDIS_URL)`, `redis (REDIS_URL not set: the provider's default)`,
+ * `memory`. Names the variables, never their values (a URL may hold a password).
+ */
+export function storeSource(env: NodeJS.ProcessEnv = process.env): string {
+  const provider = env.SESSION_PROVIDER || 'memory';
+  const names = Object.values(PROVIDER_ENV[provider] ?? {});
+  if (names.length === 0) return provider;
+  const set = names.filter((name) => env[name]);
+  if (set.length === 0) return `${provider} (${names.join(', ')} not set: the provider's default)`;
+  return `${provider} (${set.join(', ')})`;
+}

@@ -1,17 +1,19 @@
 /**
  * Runs the demo: `npm run demo` (ts-node). Configuration comes from the
- * environment (see config.ts); SIGINT / SIGTERM stop accepting connections,
- * let requests in flight finish, close the session manager and exit.
+ * environment (see config.ts). The session store is checked before listening
+ * (`manager.ready()`): an unreachable one stops the demo with one line and exit
+ * code 1. SIGINT / SIGTERM stop accepting connections, let requests in flight
+ * finish, close the session manager and exit.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createDemoApp } from './app';
-import { configFromEnv } from './config';
+import { configFromEnv, storeSource } from './config';
 
 /** How long a shutdown waits for open requests before cutting them off. */
 const SHUTDOWN_GRACE_MS = 5000;
 
-function main(): void {
+async function main(): Promise<void> {
   let config;
   let demo;
   try {
@@ -22,6 +24,14 @@ function main(): void {
     process.exit(1);
   }
   const { app, manager } = demo;
+  try {
+    // Fail at start, naming the store, rather than with a 503 at the first visit.
+    await manager.ready();
+  } catch (err) {
+    console.error(`demo: session store not reachable: ${storeSource()}: ${(err as Error).message}`);
+    // The process ends here: no connection or retry timer of the store may keep it alive.
+    process.exit(1);
+  }
   const session = config.demo.session ?? {};
   const server = createServer(app);
 
@@ -67,4 +77,4 @@ function main(): void {
   process.on('SIGTERM', stop);
 }
 
-main();
+void main();

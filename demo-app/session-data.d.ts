@@ -7,6 +7,8 @@ declare module '../lib' {
     countnum: number;
     /** When the counter's session started, milliseconds since the epoch (the session clock). */
     createtime: number;
+    /** The device the login came from, e.g. "Chrome on Linux" (device.ts), for the "Your sessions" page. */
+    device: string;
   }
 }
 export {};

@@ -98,6 +98,17 @@ input[type=text]:focus { outline: 2px solid var(--brand); outline-offset: 1px; b
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 20px 0 0; font-size: 14px; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
+table.sessions { width: 100%; border-collapse: collapse; margin: 8px 0 0; font-size: 15px; }
+table.sessions th { text-align: left; font-size: 13px; font-weight: 600; color: var(--muted); padding: 6px 10px;
+  border-bottom: 1px solid var(--line); }
+table.sessions td { padding: 10px; border-bottom: 1px solid var(--line); vertical-align: middle; }
+table.sessions tr.current td { background: #f6f8ff; }
+table.sessions form { margin: 0; }
+.button.small, table.sessions button { padding: 5px 12px; font-size: 14px; }
+button.danger { background: #fff; color: var(--bad); border-color: #e8b4ae; }
+button.danger:hover { background: var(--bad-bg); color: var(--bad); }
+.this-device { display: inline-block; margin-left: 8px; border-radius: 6px; padding: 1px 8px; font-size: 13px;
+  font-weight: 600; background: var(--ok-bg); color: var(--ok); }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; background: #eef1f7;
   padding: 1px 5px; border-radius: 4px; }
 footer { max-width: 860px; margin: 0 auto 32px; padding: 0 20px; font-size: 13px; color: var(--muted); }
@@ -133,7 +144,7 @@ export interface PageContext {
   /** Builds a link that keeps the session (adds the id in URL-rewrite mode). */
   link: (path: string) => string;
   /** Which nav entry to highlight. */
-  current?: 'home' | 'count' | 'login';
+  current?: 'home' | 'count' | 'login' | 'sessions';
   /** Shown in the footer: where the session id travels. */
   transport: 'cookie' | 'query';
 }
@@ -163,6 +174,7 @@ export function layout(ctx: PageContext, title: string, body: Html, status?: Htm
   <div class="links">
     ${navLink(ctx, '/', 'Home', 'home')}
     ${navLink(ctx, '/count', 'Counter', 'count')}
+    ${ctx.username === undefined ? '' : navLink(ctx, '/sessions', 'Your sessions', 'sessions')}
   </div>
   <div class="who">${who}</div>
 </nav></header>
@@ -257,4 +269,61 @@ export function errorPage(ctx: PageContext, status: number, title: string, messa
 <p>${message}</p>
 <div class="actions"><a class="button" href="${ctx.link('/')}">Back home</a></div>`;
   return layout(ctx, title, body);
+}
+
+/** One row of "Your sessions": what `manager.listByUser()` says, flattened for the page. */
+export interface SessionRow {
+  /** The session's handle (non-secret): the per-session logout form names it. */
+  handle: string;
+  /** e.g. "Chrome on Linux". */
+  device: string;
+  createdAt: Date;
+  expiresAt: Date;
+  /** The session this page was requested with. */
+  current: boolean;
+}
+
+export interface SessionsPageData {
+  /** This user's sessions, the current one first. */
+  sessions: SessionRow[];
+  /** How many sessions the last "log out" ended, to confirm it. */
+  ended?: number;
+}
+
+function utc(date: Date): Html {
+  const text = date.toISOString().replace('T', ' ').slice(0, 16);
+  return html`<time datetime="${date.toISOString()}">${text} UTC</time>`;
+}
+
+/** "Your sessions": every session of the logged-in user, with a log-out button for each other one. */
+export function sessionsPage(ctx: PageContext, data: SessionsPageData): string {
+  const others = data.sessions.filter((row) => !row.current).length;
+  const rows = data.sessions.map((row) => html`<tr${row.current ? html` class="current"` : ''} data-testid="session">
+  <td>${row.device}${row.current ? html`<span class="this-device" data-testid="this-device">this device</span>` : ''}</td>
+  <td>${utc(row.createdAt)}</td>
+  <td>${utc(row.expiresAt)}</td>
+  <td>${row.current
+    ? html`<span class="muted">—</span>`
+    : html`<form method="post" action="${ctx.link(`/sessions/${encodeURIComponent(row.handle)}/logout`)}">
+    <button type="submit" class="danger" aria-label="Log out ${row.device}, signed in ${row.createdAt.toISOString()}">Log out</button></form>`}</td>
+</tr>`);
+  const notice = data.ended === undefined
+    ? undefined
+    : html`<p class="notice warn" role="status" data-testid="ended">${data.ended === 1 ? '1 session was' : `${data.ended} sessions were`} logged out.</p>`;
+  const body = html`<h1>Your sessions</h1>
+${notice}
+<p>Everywhere <strong>${ctx.username}</strong> is logged in right now (${data.sessions.length} ${data.sessions.length === 1 ? 'session' : 'sessions'}).
+Log out a device you do not recognise, or all of them but this one.</p>
+<table class="sessions">
+<thead><tr><th scope="col">Device</th><th scope="col">Logged in</th><th scope="col">Expires if idle</th><th scope="col"><span class="muted">Action</span></th></tr></thead>
+<tbody>
+${rows}
+</tbody>
+</table>
+<div class="actions">
+${others === 0
+    ? html`<p class="muted">No other sessions.</p>`
+    : html`<form method="post" action="${ctx.link('/sessions/logout-others')}"><button type="submit">Log out all other sessions</button></form>`}
+</div>`;
+  return layout({ ...ctx, current: 'sessions' }, 'Your sessions', body);
 }

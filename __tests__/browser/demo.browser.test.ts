@@ -1,9 +1,10 @@
 /**
  * The demo app in a real Chromium (playwright-core, the system's
- * /usr/bin/chromium): login, counter, logout, URL rewriting without cookies,
- * and idle expiry in real time. Each scenario runs on its own server
- * (127.0.0.1, a fresh port) in fresh browser contexts, and saves a screenshot
- * of its final page to test-results/<scenario>.png.
+ * /usr/bin/chromium): login, counter, logout, "Your sessions" across two
+ * browsers, URL rewriting without cookies, and idle expiry in real time.
+ * Each scenario runs on its own server (127.0.0.1, a fresh port) in fresh
+ * browser contexts, and saves a screenshot of its final page to
+ * test-results/<scenario>.png.
  *
  * Without Chromium the suite is skipped with a printed reason, unless CI is
  * set: then it fails.
@@ -62,8 +63,8 @@ if (missing !== undefined) {
     return server.url;
   }
 
-  async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+  async function newPage(userAgent?: string): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({ viewport: { width: 1024, height: 720 }, userAgent });
     context.setDefaultTimeout(STEP_MS);
     context.setDefaultNavigationTimeout(NAVIGATION_MS);
     contexts.push(context);
@@ -161,6 +162,46 @@ if (missing !== undefined) {
     await page.goto(`${url}/`);
     expect(await who(page)).toBe('Not logged in');
     await screenshot(page, 'logout');
+  });
+
+  test('your sessions: two browsers of one user; "log out all other sessions" in one logs the other out', async () => {
+    const url = await demo();
+    const a = await newPage(); // headless Chromium's own User-Agent
+    const b = await newPage('Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0');
+    for (const { page } of [a, b]) {
+      await page.goto(`${url}/`);
+      await logIn(page, 'Dana');
+      expect(await who(page)).toContain('Logged in as Dana');
+    }
+
+    await follow(a.page, () => a.page.getByRole('navigation').getByRole('link', { name: 'Your sessions' }).click());
+    expect(new URL(a.page.url()).pathname).toBe('/sessions');
+    const rows = a.page.getByTestId('session');
+    expect(await rows.count()).toBe(2);
+    expect(await rows.nth(0).getByTestId('this-device').textContent()).toBe('this device');
+    expect(await rows.nth(0).textContent()).toContain('Chrome on Linux');
+    expect(await rows.nth(1).getByTestId('this-device').count()).toBe(0);
+    expect(await rows.nth(1).textContent()).toContain('Firefox on Windows');
+    expect(await a.page.getByTestId('this-device').count()).toBe(1);
+    expect(await online(a.page)).toBe('Users online: 2');
+    await screenshot(a.page, 'sessions-two');
+
+    await follow(a.page, () => a.page.getByRole('button', { name: 'Log out all other sessions' }).click());
+    expect(new URL(a.page.url()).pathname).toBe('/sessions');
+    expect(await a.page.getByTestId('ended').textContent()).toBe('1 session was logged out.');
+    expect(await rows.count()).toBe(1);
+    expect(await a.page.getByTestId('this-device').count()).toBe(1);
+    expect(await a.page.getByRole('button', { name: 'Log out all other sessions' }).count()).toBe(0);
+    expect(await online(a.page)).toBe('Users online: 1');
+
+    await b.page.reload();
+    expect(await who(b.page)).toBe('Not logged in');
+    await b.page.goto(`${url}/sessions`);
+    expect(await b.page.getByRole('heading').textContent()).toBe('Please log in');
+
+    await a.page.reload();
+    expect(await who(a.page)).toContain('Logged in as Dana');
+    await screenshot(a.page, 'sessions');
   });
 
   test('URL rewriting: with the id only in links and forms, a visitor without cookies keeps the session', async () => {
