@@ -112,3 +112,26 @@ it('bindUser refuses what is not a non-empty string', async () => {
   expect(() => sessions({ maxSessionsPerUser: 0 })).toThrow(/option maxSessionsPerUser is invalid/);
   await middleware.manager.close();
 });
+
+it('in compat mode, regenerate (as Passport logs out) leaves the new session bound to no one', async () => {
+  const server = express();
+  const middleware = sessions({ onError: () => undefined, compat: 'express-session' });
+  server.use(middleware);
+  server.post('/login', async (req, res) => {
+    await req.session.regenerate();
+    req.session.bindUser('ann');
+    res.end();
+  });
+  server.post('/logout', (req, res) => {
+    req.session.regenerate((err?: unknown) => {
+      if (err) throw err;
+      res.json({ user: req.session.userId ?? null });
+    });
+  });
+  try {
+    const cookie = cookiePair(await request(server).post('/login'));
+    expect((await request(server).post('/logout').set('Cookie', cookie)).body).toEqual({ user: null });
+  } finally {
+    await middleware.manager.close();
+  }
+});

@@ -53,6 +53,8 @@ interface UntypedSession {
   readonly expiresAt: Date;
   url(path: string): string;
   setLifetime(seconds: number | null): void;
+  bindUser(userId: string | null): void;
+  readonly userId: string | undefined;
 }
 
 /**
@@ -327,6 +329,10 @@ function compatView(requestSession: RequestSession, manager: Manager, req: Incom
       return session.expiresAt;
     },
     setLifetime,
+    bindUser: (userId: string | null): void => session.bindUser(userId),
+    get userId(): string | undefined {
+      return session.userId;
+    },
     url: (path: string): string => session.url(path),
     // express-session's.
     get id(): string {
@@ -342,6 +348,7 @@ function compatView(requestSession: RequestSession, manager: Manager, req: Incom
       const before = snapshot();
       // The deletions go into the same atomic move as the new id; in-place changes need no flush.
       for (const key of [...session.keys()]) session.delete(key);
+      session.bindUser(null); // nor does it belong to anyone (Passport's logout regenerates)
       cache.clear();
       const done = requestSession.regenerate().then(() => {
         // Keys a concurrent request stored after this one loaded came along: they go too, before the new id leaves.
@@ -385,7 +392,7 @@ function compatView(requestSession: RequestSession, manager: Manager, req: Incom
   function snapshot(): Snapshot {
     const values = new Map<string, unknown>();
     for (const key of session.keys()) values.set(key, isApi(key) ? data.get(key) : read(key)); // the objects handed out, as express-session's
-    return { values, dataKeys: dataKeys(), id: session.sessionID, isNew: session.isNew, handle: session.handle, expiresAt: session.expiresAt, cookie: snapshotCookie(cookie) };
+    return { values, dataKeys: dataKeys(), id: session.sessionID, isNew: session.isNew, handle: session.handle, userId: session.userId, expiresAt: session.expiresAt, cookie: snapshotCookie(cookie) };
   }
 
   /** From now on this object answers `before`, read-only: `req.session` is another one. */
@@ -459,6 +466,7 @@ interface Snapshot {
   id: string;
   isNew: boolean;
   handle: string | undefined;
+  userId: string | undefined;
   expiresAt: Date;
   cookie: CompatCookie;
 }
@@ -505,6 +513,8 @@ function snapshotApi(before: Snapshot, self: CompatSession) {
     handle: before.handle,
     expiresAt: before.expiresAt,
     setLifetime: refuse('setLifetime'),
+    bindUser: refuse('bindUser'),
+    userId: before.userId,
     url: refuse('url'),
     id: before.id,
     cookie: before.cookie,

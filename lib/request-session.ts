@@ -55,7 +55,7 @@ export class RequestSession implements SessionHost {
   /** A lifetime set by `setLifetime()` and not stored yet: milliseconds, or null for the default. */
   #lifetimeChange: number | null | undefined;
   /** A user bound by `bindUser()` and not stored yet. */
-  #userChange: string | undefined;
+  #userChange: string | null | undefined;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
@@ -102,15 +102,16 @@ export class RequestSession implements SessionHost {
     this.#lifetimeChange = seconds === null ? null : seconds * 1000;
   }
 
-  bindUser(userId: string): void {
-    if (typeof userId !== 'string' || userId === '' || userId.length > 1024) {
-      throw new TypeError('[session-manager] bindUser() takes a non-empty string user id (at most 1024 characters)');
+  bindUser(userId: string | null): void {
+    if (userId !== null && (typeof userId !== 'string' || userId === '' || userId.length > 1024)) {
+      throw new TypeError('[session-manager] bindUser() takes a non-empty string user id (at most 1024 characters), or null to unbind');
     }
     this.#userChange = userId;
   }
 
   userId(): string | undefined {
-    return this.#userChange ?? (this.#state.kind === 'stored' ? this.#state.record.userId : undefined);
+    if (this.#userChange !== undefined) return this.#userChange ?? undefined;
+    return this.#state.kind === 'stored' ? this.#state.record.userId : undefined;
   }
 
   expiresAt(): Date {
@@ -131,8 +132,8 @@ export class RequestSession implements SessionHost {
   #takeChanges(): Map<string, string | undefined> {
     const changes = this.#log.take();
     if (this.#userChange !== undefined) {
-      changes.set(USER_KEY, JSON.stringify(this.#userChange));
-      if (this.#state.kind === 'stored') this.#state.record.userId = this.#userChange;
+      changes.set(USER_KEY, this.#userChange === null ? undefined : JSON.stringify(this.#userChange));
+      if (this.#state.kind === 'stored') this.#state.record.userId = this.#userChange ?? undefined;
       this.#userChange = undefined;
     }
     if (this.#lifetimeChange !== undefined) {
@@ -168,7 +169,7 @@ export class RequestSession implements SessionHost {
     }
     // A new binding may take the user past maxSessionsPerUser: the oldest of the others end.
     const stored = this.#state.kind === 'stored' ? this.#state.record : undefined;
-    if (user !== undefined && stored !== undefined) await this.#manager.enforceUserCap(user, stored.key);
+    if (typeof user === 'string' && stored !== undefined) await this.#manager.enforceUserCap(user, stored.key);
     return result;
   }
 
@@ -295,7 +296,7 @@ export class RequestSession implements SessionHost {
           return;
         }
         const idleMs = this.#idleMs();
-        const userId = this.#userChange;
+        const userId = this.#userChange ?? undefined;
         // The changes are folded into the values stored.
         const record = await this.#storing(() => manager.create(new Map(this.#log.values), state.pendingId, idleMs, userId));
         this.#state = { kind: 'stored', record, idChanged: true, refreshed: true };

@@ -39,7 +39,7 @@ export interface SessionHost {
   url(path: string): string;
   setLifetime(seconds: number | null): void;
   expiresAt(): Date;
-  bindUser(userId: string): void;
+  bindUser(userId: string | null): void;
   userId(): string | undefined;
 }
 
@@ -186,9 +186,9 @@ export class Session {
   /**
    * Records that this session belongs to `userId` (after login, once
    * `regenerate()` gave it a fresh id): `manager.listByUser()` and
-   * `destroyByUser()` then find it. Survives `regenerate()`.
+   * `destroyByUser()` then find it. Survives `regenerate()`; `null` unbinds.
    */
-  bindUser(userId: string): void {
+  bindUser(userId: string | null): void {
     this.#host.bindUser(userId);
   }
 
