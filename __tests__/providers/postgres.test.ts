@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { Pool } from 'pg';
 import { OptionError, ProviderError } from '../../lib/errors';
-import { PostgresProvider, type PostgresOptions } from '../../lib/providers/postgres';
+import { PostgresProvider, type PgPool, type PostgresOptions } from '../../lib/providers/postgres';
+import { USER_KEY } from '../../lib/providers/provider';
 import { providerConformance } from '../../lib/testing';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import { discard, pgBinDir, missingDriverMessage, pgStart, pgStop, skipReason, startPostgres, type PgServer } from '../support/services';
@@ -78,9 +79,11 @@ describePg('postgres provider', () => {
           { column_name: 'data', data_type: 'jsonb', is_nullable: 'NO' },
           { column_name: 'created_at', data_type: 'bigint', is_nullable: 'NO' },
           { column_name: 'expires_at', data_type: 'bigint', is_nullable: 'NO' },
+          { column_name: 'user_id', data_type: 'text', is_nullable: 'YES' },
         ]);
         const indexes = await admin.query(`SELECT indexdef FROM pg_indexes WHERE tablename = $1`, [provider.table]);
         expect(indexes.rows.map((row) => row.indexdef).join('\n')).toMatch(/\(expires_at\)/);
+        expect(indexes.rows.map((row) => row.indexdef).join('\n')).toMatch(/\(user_id, expires_at\) WHERE \(user_id IS NOT NULL\)/);
         // Exact text back, NUL in a key included; deleting the escaped key works too.
         const stored = await provider.read('abc');
         expect(Object.fromEntries(stored!.values)).toEqual({ n: '1.0', 'nul\0key': '"a\\u0000b"', 'back\\slash': 'true' });
@@ -118,6 +121,107 @@ describePg('postgres provider', () => {
         await cleanUp(provider);
       }
     });
+  });
+
+  describe('sessions by user', () => {
+    const userOf = async (table: string, sid: string): Promise<unknown> =>
+      (await admin.query(`SELECT user_id FROM "${table}" WHERE sid = $1`, [sid])).rows[0]?.user_id;
+
+    it('keeps user_id (the JSON text of the user) in step with the user key, through create, update and move', async () => {
+      const provider = new PostgresProvider({ connectionString, table: uniqueTable() });
+      const { table } = provider;
+      try {
+        const now = Date.now();
+        await provider.create('s', one(USER_KEY, '"ann"'), now, now + MINUTE);
+        expect(await userOf(table, 's')).toBe('"ann"');
+        await provider.update('s', one('a', '1'), now + MINUTE, now); // other keys leave it alone
+        expect(await userOf(table, 's')).toBe('"ann"');
+        await provider.update('s', one(USER_KEY, '"bob"'), now + MINUTE, now);
+        expect(await userOf(table, 's')).toBe('"bob"');
+        await provider.move('s', 't', one('b', '2'), now, now + MINUTE, now); // inherited
+        expect([await userOf(table, 's'), await userOf(table, 't')]).toEqual([undefined, '"bob"']);
+        await provider.move('t', 'u', one(USER_KEY, '"cy"'), now, now + MINUTE, now);
+        expect(await userOf(table, 'u')).toBe('"cy"');
+        await provider.update('u', new Map([[USER_KEY, undefined]]), now + MINUTE, now);
+        expect(await userOf(table, 'u')).toBeNull();
+        expect([...(await provider.read('u'))!.values.keys()].sort()).toEqual(['a', 'b']);
+      } finally {
+        await cleanUp(provider);
+      }
+    });
+
+    it('answers in one round trip, from the (user_id, expires_at) index', async () => {
+      const pool = new Pool({ connectionString, max: 2 });
+      const sent: string[] = [];
+      const counting: PgPool = { query: (text, values) => (sent.push(text), pool.query(text, values)) as ReturnType<PgPool['query']> };
+      const provider = new PostgresProvider({ pool: counting, table: uniqueTable() });
+      try {
+        const now = Date.now();
+        await provider.create('s', one(USER_KEY, '"ann"'), now, now + MINUTE);
+        sent.length = 0;
+        await expect(provider.listByUser('ann', now)).resolves.toHaveLength(1);
+        expect(sent).toHaveLength(1);
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          await client.query('SET LOCAL enable_seqscan = off'); // a tiny table: make the planner show whether the index applies
+          const plan = await client.query(`EXPLAIN ${sent[0]}`, ['"ann"', now]);
+          expect(plan.rows.map((row) => row['QUERY PLAN']).join('\n')).toMatch(/Index (Only )?Scan using "?\w+_user_id_idx"?/);
+        } finally {
+          await client.query('ROLLBACK');
+          client.release();
+        }
+      } finally {
+        await cleanUp(provider);
+        await pool.end();
+      }
+    });
+
+    it('migrates a table made before user_id: adds the column once and fills it, even when providers start at once', async () => {
+      const table = uniqueTable();
+      await admin.query(`CREATE TABLE "${table}" (sid text PRIMARY KEY, data jsonb NOT NULL, created_at bigint NOT NULL, expires_at bigint NOT NULL)`);
+      await admin.query(`CREATE INDEX "${table}_expires_at_idx" ON "${table}" (expires_at)`);
+      const now = Date.now();
+      // Rows as the provider wrote them before: keys escaped (NUL as \0), each value its JSON text as a jsonb string.
+      const row = (entries: Record<string, string>): string => JSON.stringify(entries);
+      for (const [sid, data] of [
+        ['ann1', row({ '\\0user': '"ann"', n: '1' })],
+        ['ann2', row({ '\\0user': '"ann"' })],
+        ['bob', row({ '\\0user': '"bob"' })],
+        ['anon', row({ user: '"ann"' })], // an app key, not the user key
+      ]) {
+        await admin.query(`INSERT INTO "${table}" VALUES ($1, $2::jsonb, $3, $4)`, [sid, data, now, now + MINUTE]);
+      }
+      // Four providers start while the table is locked: each finds the column missing and waits to alter it.
+      const locker = await admin.connect();
+      const providers = Array.from({ length: 4 }, () => new PostgresProvider({ connectionString, table, timeoutMs: 20_000 }));
+      try {
+        await locker.query('BEGIN');
+        await locker.query(`LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`);
+        const listed = providers.map((provider) => provider.listByUser('ann', now));
+        await eventually(async () => {
+          const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted`, [`"${table}"`]);
+          if (rows[0].n < 4) throw new Error('not all waiting yet');
+          return true;
+        }, RECONNECT_MS);
+        await locker.query('COMMIT');
+        for (const found of await Promise.all(listed)) expect(found.map((entry) => entry.sid).sort()).toEqual(['ann1', 'ann2']);
+        const { rows } = await admin.query(`SELECT sid, user_id FROM "${table}" ORDER BY sid`);
+        expect(rows).toEqual([
+          { sid: 'ann1', user_id: '"ann"' },
+          { sid: 'ann2', user_id: '"ann"' },
+          { sid: 'anon', user_id: null },
+          { sid: 'bob', user_id: '"bob"' },
+        ]);
+        expect((await providers[0].listByUser('bob', now)).map((entry) => entry.sid)).toEqual(['bob']);
+        const indexes = await admin.query(`SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, [table]);
+        expect(indexes.rows.map((index) => index.indexname)).toEqual([`${table}_expires_at_idx`, `${table}_pkey`, `${table}_user_id_idx`]);
+      } finally {
+        locker.release();
+        for (const provider of providers) await provider.close();
+        await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+      }
+    }, 30_000);
   });
 
   describe('options', () => {

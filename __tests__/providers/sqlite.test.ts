@@ -1,11 +1,11 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import Database from 'better-sqlite3';
 import { OptionError, ProviderError } from '../../lib/errors';
-import type { Provider } from '../../lib/providers/provider';
+import { USER_KEY, type Provider } from '../../lib/providers/provider';
 import { SqliteProvider, type SqliteOptions } from '../../lib/providers/sqlite';
 import { providerConformance } from '../../lib/testing';
 
@@ -59,6 +59,7 @@ providerConformance(
   },
 );
 
+const decodedKeys = (values: Map<string, string>): string[] => [...values.keys()].sort();
 const json = (entries: Record<string, unknown>): Map<string, string> =>
   new Map(Object.entries(entries).map(([key, value]) => [key, JSON.stringify(value)]));
 
@@ -182,6 +183,110 @@ describe('sqlite provider', () => {
       for (const sid of live) expect(await batched.read(sid)).toBeDefined();
       await dispose(batched);
     });
+  });
+
+  describe('sessions by user', () => {
+    const userRow = (db: Database.Database, sid: string): unknown => (db.prepare('SELECT user_id FROM sessions WHERE sid = ?').get(sid) as { user_id: unknown } | undefined)?.user_id;
+
+    it('keeps user_id (the JSON text of the user) in step with the user key, through create, update and move', async () => {
+      const other = new Database(path);
+      try {
+        await provider.create('s', new Map([[USER_KEY, '"ann"']]), now, now + MINUTE);
+        expect(userRow(other, 's')).toBe('"ann"');
+        await provider.update('s', json({ a: 1 }), now + MINUTE, now); // other keys leave it alone
+        expect(userRow(other, 's')).toBe('"ann"');
+        await provider.update('s', new Map([[USER_KEY, '"bob"']]), now + MINUTE, now);
+        expect(userRow(other, 's')).toBe('"bob"');
+        await provider.move('s', 't', json({ b: 2 }), now, now + MINUTE, now); // inherited
+        expect([userRow(other, 's'), userRow(other, 't')]).toEqual([undefined, '"bob"']);
+        await provider.move('t', 'u', new Map([[USER_KEY, '"cy"']]), now, now + MINUTE, now);
+        expect(userRow(other, 'u')).toBe('"cy"');
+        await provider.update('u', new Map([[USER_KEY, undefined]]), now + MINUTE, now);
+        expect(userRow(other, 'u')).toBeNull();
+        expect(decodedKeys((await provider.read('u'))!.values)).toEqual(['a', 'b']);
+      } finally {
+        other.close();
+      }
+    });
+
+    it('answers from the (user_id, expires_at) index, never a scan', () => {
+      const other = new Database(path);
+      try {
+        const plan = other
+          .prepare('EXPLAIN QUERY PLAN SELECT sid, values_json, created_at, expires_at FROM sessions WHERE user_id = ? AND expires_at > ?')
+          .all('"ann"', now) as { detail: string }[];
+        expect(plan.map((step) => step.detail).join('\n')).toMatch(/SEARCH sessions USING INDEX sessions_user_id \(user_id=\? AND expires_at>\?\)/);
+      } finally {
+        other.close();
+      }
+    });
+
+    it('migrates a table made before user_id: adds the column once and fills it, even when processes open it at once', async () => {
+      const old = join(resolve(path, '..'), 'old.db');
+      const legacy = new Database(old);
+      legacy.pragma('journal_mode = WAL');
+      legacy.exec('CREATE TABLE sessions (sid TEXT PRIMARY KEY NOT NULL, values_json TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)');
+      legacy.exec('CREATE INDEX sessions_expires_at ON sessions (expires_at)');
+      const insert = legacy.prepare('INSERT INTO sessions VALUES (?, ?, ?, ?)');
+      const row = (values: Map<string, string>): string => JSON.stringify(Object.fromEntries(values));
+      insert.run('ann1', row(new Map([[USER_KEY, '"ann"'], ['n', '1']])), now, now + MINUTE);
+      insert.run('ann2', row(new Map([[USER_KEY, '"ann"']])), now, now + MINUTE);
+      insert.run('bob', row(new Map([[USER_KEY, '"bob"']])), now, now + MINUTE);
+      insert.run('anon', row(new Map([['user', '"ann"']])), now, now + MINUTE); // an app key, not the user key
+
+      // Four processes open the old file while this one holds the write lock: each finds the column
+      // missing and queues for the lock, so all four race to migrate once it is released.
+      legacy.exec('BEGIN IMMEDIATE');
+      const script = `
+        const { SqliteProvider } = require(${JSON.stringify(resolve(__dirname, '../../lib/providers/sqlite.ts'))});
+        console.log('loaded');
+        const provider = new SqliteProvider({ path: ${JSON.stringify(old)}, busyTimeoutMs: 20000 });
+        provider.listByUser('ann', ${now}).then((found) => { console.log(found.map((e) => e.sid).sort().join(',')); return provider.close(); });
+      `;
+      let loaded = 0;
+      let allLoaded: () => void = () => undefined;
+      const ready = new Promise<void>((done) => (allLoaded = done));
+      const outputs = Array.from({ length: 4 }, () =>
+        new Promise<string>((done, fail) => {
+          const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: resolve(__dirname, '..', '..') });
+          let out = '';
+          let err = '';
+          child.stdout.on('data', (chunk: Buffer) => {
+            if (!out.includes('loaded') && (out + String(chunk)).includes('loaded') && ++loaded === 4) allLoaded();
+            out += String(chunk);
+          });
+          child.stderr.on('data', (chunk: Buffer) => (err += chunk));
+          child.on('error', fail);
+          child.on('close', (code) => (code === 0 ? done(out.replace('loaded', '').trim()) : fail(new Error(`child exited ${String(code)}: ${err}`))));
+        }),
+      );
+      await ready;
+      await new Promise((done) => setTimeout(done, 500)); // they are now waiting for the lock
+      legacy.exec('ROLLBACK');
+      legacy.close();
+      expect(await Promise.all(outputs)).toEqual(['ann1,ann2', 'ann1,ann2', 'ann1,ann2', 'ann1,ann2']);
+
+      const migrated = new SqliteProvider({ path: old });
+      const check = new Database(old, { readonly: true });
+      try {
+        const columns = (check.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((column) => column.name);
+        expect(columns).toEqual(['sid', 'values_json', 'created_at', 'expires_at', 'user_id']);
+        expect(check.prepare('SELECT sid, user_id FROM sessions ORDER BY sid').all()).toEqual([
+          { sid: 'ann1', user_id: '"ann"' },
+          { sid: 'ann2', user_id: '"ann"' },
+          { sid: 'anon', user_id: null },
+          { sid: 'bob', user_id: '"bob"' },
+        ]);
+        expect((await migrated.listByUser('bob', now)).map((entry) => entry.sid)).toEqual(['bob']);
+        // A read-only connection to a migrated table opens (nothing left to write).
+        const readonly = new SqliteProvider({ database: check });
+        await expect(readonly.listByUser('ann', now)).resolves.toHaveLength(2);
+        await readonly.close();
+      } finally {
+        check.close();
+        await migrated.close();
+      }
+    }, 30_000);
   });
 
   describe('entries', () => {

@@ -1,5 +1,5 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
-import type { Provider, StoredEntry, StoredSession } from './provider';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { Deadlines } from './with-timeout';
 
 /**
@@ -63,6 +63,12 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  * updates of different keys both survive; a key containing NUL is escaped
  * (`\0`, and `\` as `\\`), since jsonb keys cannot hold NUL either.
  *
+ * Sessions by user: the nullable `user_id text` column repeats the JSON text of
+ * the user key's value (`'"ann"'`), set by the same statement that writes
+ * `data`, with a partial index on `(user_id, expires_at)`; `listByUser` is one
+ * indexed query. A table made before that column existed gets it (filled from
+ * `data`) the first time a provider uses it.
+ *
  * @example
  * sessions({ provider: 'postgres', providerOptions: { connectionString: process.env.DATABASE_URL } })
  * @example
@@ -106,7 +112,7 @@ export class PostgresProvider implements Provider {
   }
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
-    const result = await this.#query('create', this.#sql.create, [sid, encode(values), createdAt, expiresAt]);
+    const result = await this.#query('create', this.#sql.create, [sid, encode(values), createdAt, expiresAt, values.get(USER_KEY) ?? null]);
     return result.rowCount === 1;
   }
 
@@ -117,7 +123,7 @@ export class PostgresProvider implements Provider {
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const { deleted, set } = splitChanges(changes);
-    const result = await this.#query('update', this.#sql.update, [sid, deleted, encode(set), expiresAt, now]);
+    const result = await this.#query('update', this.#sql.update, [sid, deleted, encode(set), expiresAt, now, ...userChange(changes)]);
     return result.rowCount === 1;
   }
 
@@ -135,7 +141,7 @@ export class PostgresProvider implements Provider {
     now: number,
   ): Promise<Map<string, string> | undefined | false> {
     const { deleted, set } = splitChanges(changes);
-    const { rows } = await this.#query('move', this.#sql.move, [from, to, deleted, encode(set), createdAt, expiresAt, now]);
+    const { rows } = await this.#query('move', this.#sql.move, [from, to, deleted, encode(set), createdAt, expiresAt, now, ...userChange(changes)]);
     const [{ found, data }] = rows;
     if (!found) return undefined;
     return data === null ? false : decode({ data, created_at: createdAt, expires_at: expiresAt }).values;
@@ -176,6 +182,12 @@ export class PostgresProvider implements Provider {
     }
   }
 
+  /** One query, answered from the partial index on `(user_id, expires_at)`. */
+  async listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    const { rows } = await this.#query('listByUser', this.#sql.byUser, [JSON.stringify(userId), now]);
+    return rows.map((row) => ({ sid: String(row.sid), ...decode(row) }));
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -201,10 +213,16 @@ export class PostgresProvider implements Provider {
     // Look first: CREATE … IF NOT EXISTS still demands CREATE on the schema,
     // which an app role using a table made by a migration may not have.
     const { rows } = await this.#pool.query(this.#sql.exists);
-    if (rows[0].found !== null) return;
+    const [{ found, migrated }] = rows;
+    if (found !== null) {
+      // A table made before `user_id`: ALTER takes an exclusive lock, so only when something is missing.
+      if (migrated !== true) await this.#pool.query(this.#sql.migrate);
+      return;
+    }
     try {
       await this.#pool.query(this.#sql.createTable);
       await this.#pool.query(this.#sql.createIndex);
+      await this.#pool.query(this.#sql.createUserIndex);
     } catch (error) {
       // Two processes creating the table at once: one loses the race on the
       // catalog's unique index (23505) or finds it made (42P07). Either way it exists.
@@ -217,26 +235,47 @@ export class PostgresProvider implements Provider {
 /** Every statement, built once from the validated table name. */
 function statements(parts: string[]) {
   const table = parts.map((part) => `"${part}"`).join('.');
-  const index = `"${`${parts[parts.length - 1]}_expires_at_idx`.slice(0, 63)}"`;
+  const last = parts[parts.length - 1];
+  const index = `"${`${last}_expires_at_idx`.slice(0, 63)}"`;
+  const userIndexName = `"${`${last}_user_id_idx`.slice(0, 63)}"`;
+  // An index lives in its table's schema: to_regclass needs that schema to find it.
+  const userIndex = parts.length === 2 ? `"${parts[0]}".${userIndexName}` : userIndexName;
+  // Partial: anonymous sessions (most) cost the index nothing; `user_id = $1` implies the condition, so lookups use it.
+  const createUserIndex = `CREATE INDEX IF NOT EXISTS ${userIndexName} ON ${table} (user_id, expires_at) WHERE user_id IS NOT NULL`;
+  // The stored user key: escaped as every key is (jsonb keys cannot hold NUL), as an E'' literal (the migration takes no parameters).
+  const userKey = `E'${escapeKey(USER_KEY).replace(/\\/g, '\\\\')}'`;
   return {
-    exists: `SELECT to_regclass('${table}') AS found`,
+    exists: `SELECT to_regclass('${table}') AS found,
+      to_regclass('${userIndex}') IS NOT NULL AND EXISTS (
+        SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('${table}') AND attname = 'user_id' AND NOT attisdropped) AS migrated`,
     createTable: `CREATE TABLE IF NOT EXISTS ${table} (
       sid text PRIMARY KEY,
       data jsonb NOT NULL,
       created_at bigint NOT NULL,
-      expires_at bigint NOT NULL)`,
+      expires_at bigint NOT NULL,
+      user_id text)`,
     createIndex: `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (expires_at)`,
-    create: `INSERT INTO ${table} (sid, data, created_at, expires_at) VALUES ($1, $2::jsonb, $3, $4) ON CONFLICT (sid) DO NOTHING`,
+    createUserIndex,
+    // One simple query, so one transaction: the ALTER's exclusive lock makes a second process
+    // starting at once wait, then find the column and the index made (IF NOT EXISTS) and rows filled.
+    migrate: `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS user_id text;
+      UPDATE ${table} SET user_id = data ->> ${userKey} WHERE user_id IS NULL AND data ? ${userKey};
+      ${createUserIndex}`,
+    create: `INSERT INTO ${table} (sid, data, created_at, expires_at, user_id) VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (sid) DO NOTHING`,
     read: `SELECT data, created_at, expires_at FROM ${table} WHERE sid = $1`,
     // One statement: under the row lock a concurrent update re-reads the row, so both merges survive.
-    update: `UPDATE ${table} SET data = (data - $2::text[]) || $3::jsonb, expires_at = $4 WHERE sid = $1 AND expires_at > $5`,
+    // user_id changes only when the user key does ($6), in the same statement as data.
+    update: `UPDATE ${table} SET data = (data - $2::text[]) || $3::jsonb, expires_at = $4,
+      user_id = CASE WHEN $6::boolean THEN $7::text ELSE user_id END
+      WHERE sid = $1 AND expires_at > $5`,
     // FOR UPDATE waits for a concurrent writer of `from` and then reads its newest version.
     // A taken `to` makes the insert return nothing, and then `from` is not deleted.
+    // `to` inherits the stored user_id unless the changes name the user key ($8).
     move: `WITH source AS (
-        SELECT data FROM ${table} WHERE sid = $1 AND expires_at > $7 FOR UPDATE),
+        SELECT data, user_id FROM ${table} WHERE sid = $1 AND expires_at > $7 FOR UPDATE),
       inserted AS (
-        INSERT INTO ${table} (sid, data, created_at, expires_at)
-        SELECT $2, (data - $3::text[]) || $4::jsonb, $5, $6 FROM source
+        INSERT INTO ${table} (sid, data, created_at, expires_at, user_id)
+        SELECT $2, (data - $3::text[]) || $4::jsonb, $5, $6, CASE WHEN $8::boolean THEN $9::text ELSE user_id END FROM source
         ON CONFLICT (sid) DO NOTHING RETURNING data),
       deleted AS (
         DELETE FROM ${table} WHERE sid = $1 AND EXISTS (SELECT 1 FROM inserted))
@@ -248,6 +287,7 @@ function statements(parts: string[]) {
       SELECT sid FROM ${table} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1 RETURNING sid`,
     count: `SELECT count(*) AS live FROM ${table} WHERE expires_at > $1`,
     page: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE expires_at > $1 AND sid > $2 ORDER BY sid LIMIT $3`,
+    byUser: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE user_id = $1 AND expires_at > $2`,
   };
 }
 
@@ -291,6 +331,11 @@ function splitChanges(changes: ReadonlyMap<string, string | undefined>): { delet
     else set.set(key, json);
   }
   return { deleted, set };
+}
+
+/** Whether `changes` name the user key, and the `user_id` it then gets (the value's JSON text, or NULL when deleted). */
+function userChange(changes: ReadonlyMap<string, string | undefined>): [boolean, string | null] {
+  return [changes.has(USER_KEY), changes.get(USER_KEY) ?? null];
 }
 
 function createOwnedPool(connectionString: string, timeoutMs: number): OwnedPool {

@@ -2,7 +2,7 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { errorMessage, OptionError, ProviderError } from '../errors';
-import type { Provider, StoredEntry, StoredSession } from './provider';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { decodeValues, encodeValues } from './values-codec';
 import { driverFailure } from './with-timeout';
 
@@ -81,8 +81,13 @@ interface Row {
  * `redis` or `postgres` there.
  *
  * Schema: `sessions(sid TEXT PRIMARY KEY, values_json TEXT, created_at INTEGER,
- * expires_at INTEGER)` plus an index on `expires_at`; `values_json` is a JSON
- * object mapping each key to the JSON text of its value. Per-key changes are a
+ * expires_at INTEGER, user_id TEXT)` plus an index on `expires_at` and one on
+ * `(user_id, expires_at)` where `user_id` is set; `values_json` is a JSON object
+ * mapping each key to the JSON text of its value. `user_id` repeats the JSON text
+ * of the user key's value (`'"ann"'`; NULL without a user), written by the same
+ * statement as `values_json`, so `listByUser` is an index lookup. A table made
+ * before that column existed gets it (filled from `values_json`) when a provider
+ * first opens it. Per-key changes are a
  * read-modify-write inside `BEGIN IMMEDIATE`, which takes the write lock before
  * reading, so concurrent updates from any process never lose a key.
  *
@@ -127,7 +132,7 @@ export class SqliteProvider implements Provider {
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     // ON CONFLICT DO NOTHING: an existing row (live or expired) is left exactly as it is.
-    return this.#run('create', () => this.#sql.insert.run(sid, encodeValues(values), createdAt, expiresAt).changes === 1);
+    return this.#run('create', () => this.#sql.insert.run(sid, encodeValues(values), createdAt, expiresAt, userOf(values)).changes === 1);
   }
 
   read(sid: string): Promise<StoredSession | undefined> {
@@ -193,6 +198,18 @@ export class SqliteProvider implements Provider {
     }
   }
 
+  /** One lookup in the `(user_id, expires_at)` index; the row holds the user, so a destroyed or expired session cannot be listed. */
+  listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    return this.#run('listByUser', () => {
+      const found: StoredEntry[] = [];
+      for (const row of this.#sql.byUser.all(JSON.stringify(userId), now) as Row[]) {
+        const session = this.#decodeRow(row);
+        if (session) found.push({ sid: row.sid, ...session });
+      }
+      return found;
+    });
+  }
+
   /** Closes the database if the provider opened it; a `database` passed in stays open. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -207,7 +224,7 @@ export class SqliteProvider implements Provider {
     const values = this.#decodeValues(row.values_json);
     if (values === undefined) return false;
     applyChanges(values, changes);
-    this.#sql.write.run(encodeValues(values), expiresAt, sid);
+    this.#sql.write.run(encodeValues(values), userOf(values), expiresAt, sid);
     return true;
   }
 
@@ -224,7 +241,8 @@ export class SqliteProvider implements Provider {
     const values = row && this.#decodeValues(row.values_json);
     if (values === undefined) return undefined;
     applyChanges(values, changes);
-    if (this.#sql.insert.run(to, encodeValues(values), createdAt, expiresAt).changes !== 1) return false;
+    // `values` is the stored row's (its user included) with the changes applied, so `to` has the right user.
+    if (this.#sql.insert.run(to, encodeValues(values), createdAt, expiresAt, userOf(values)).changes !== 1) return false;
     this.#sql.destroy.run(from);
     return values;
   }
@@ -254,6 +272,11 @@ export class SqliteProvider implements Provider {
       throw driverFailure(NAME, op, err); // redacted: a driver's message may quote an id or a value
     }
   }
+}
+
+/** The `user_id` column of a row holding `values`: the JSON text of the user key's value, or NULL. */
+function userOf(values: ReadonlyMap<string, string>): string | null {
+  return values.get(USER_KEY) ?? null;
 }
 
 function applyChanges(values: Map<string, string>, changes: ReadonlyMap<string, string | undefined>): void {
@@ -306,26 +329,56 @@ function prepare(db: SqliteDatabase, table: string) {
       sid TEXT PRIMARY KEY NOT NULL,
       values_json TEXT NOT NULL,
       created_at INTEGER NOT NULL,
-      expires_at INTEGER NOT NULL
+      expires_at INTEGER NOT NULL,
+      user_id TEXT
     );
     CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON ${t} (expires_at);
   `);
+  addUserColumn(db, t);
+  // Partial: anonymous sessions (most) cost the index nothing; `user_id = ?` implies the condition, so lookups use it.
+  db.exec(`CREATE INDEX IF NOT EXISTS "${table}_user_id" ON ${t} (user_id, expires_at) WHERE user_id IS NOT NULL`);
   const columns = 'sid, values_json, created_at, expires_at';
   const statements = {
-    insert: db.prepare(`INSERT INTO ${t} (${columns}) VALUES (?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING`),
+    insert: db.prepare(`INSERT INTO ${t} (${columns}, user_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING`),
     select: db.prepare(`SELECT ${columns} FROM ${t} WHERE sid = ?`),
     selectLive: db.prepare(`SELECT values_json FROM ${t} WHERE sid = ? AND expires_at > ?`),
-    write: db.prepare(`UPDATE ${t} SET values_json = ?, expires_at = ? WHERE sid = ?`),
+    write: db.prepare(`UPDATE ${t} SET values_json = ?, user_id = ?, expires_at = ? WHERE sid = ?`),
     touch: db.prepare(`UPDATE ${t} SET expires_at = ? WHERE sid = ? AND expires_at > ?`),
     destroy: db.prepare(`DELETE FROM ${t} WHERE sid = ?`),
     gcBatch: db.prepare(`DELETE FROM ${t} WHERE sid IN (SELECT sid FROM ${t} WHERE expires_at <= ? LIMIT ?) RETURNING sid`),
     count: db.prepare(`SELECT COUNT(*) AS n FROM ${t} WHERE expires_at > ?`),
     firstPage: db.prepare(`SELECT ${columns} FROM ${t} WHERE expires_at > ? ORDER BY sid LIMIT ?`),
     nextPage: db.prepare(`SELECT ${columns} FROM ${t} WHERE sid > ? AND expires_at > ? ORDER BY sid LIMIT ?`),
+    byUser: db.prepare(`SELECT ${columns} FROM ${t} WHERE user_id = ? AND expires_at > ?`),
   };
   // Plain numbers even if the app's database defaults to BigInt: times are far below 2^53.
   for (const statement of Object.values(statements)) if (statement.reader) statement.safeIntegers(false);
   return statements;
+}
+
+function hasUserColumn(db: SqliteDatabase, t: string): boolean {
+  return (db.prepare(`PRAGMA table_info(${t})`).all() as { name: string }[]).some((column) => column.name === 'user_id');
+}
+
+/**
+ * Migrates a table made before `user_id` existed: adds the column and fills it
+ * from `values_json`. Looks first without writing (a read-only connection to a
+ * migrated table must still open), then re-checks under the write lock (BEGIN
+ * IMMEDIATE), so of two processes starting at once only one alters the table.
+ */
+function addUserColumn(db: SqliteDatabase, t: string): void {
+  if (hasUserColumn(db, t)) return;
+  db.transaction(() => {
+    if (hasUserColumn(db, t)) return;
+    db.exec(`ALTER TABLE ${t} ADD COLUMN user_id TEXT`);
+    // Once, in the migration only: the rows whose text names the user key (JSON escapes its NUL as \u0000).
+    const rows = db.prepare(`SELECT sid, values_json FROM ${t} WHERE instr(values_json, ?) > 0`).all(`${JSON.stringify(USER_KEY)}:`) as Row[];
+    const setUser = db.prepare(`UPDATE ${t} SET user_id = ? WHERE sid = ?`);
+    for (const row of rows) {
+      const values = decodeValues(row.values_json);
+      if (values) setUser.run(userOf(values), row.sid);
+    }
+  }).immediate();
 }
 
 function checkOptions(options: SqliteOptions): void {
