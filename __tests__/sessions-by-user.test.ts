@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import request from 'supertest';
-import { sessions, type SessionMiddleware } from '../lib/index';
+import { sessions, type CompatSession, type SessionMiddleware } from '../lib/index';
 import type { SessionOptions } from '../lib/options';
 import { cookiePair, FakeClock } from './support/http';
 
@@ -123,7 +123,7 @@ it('in compat mode, regenerate (as Passport logs out) leaves the new session bou
     res.end();
   });
   server.post('/logout', (req, res) => {
-    req.session.regenerate((err?: unknown) => {
+    (req.session as unknown as CompatSession).regenerate((err?: unknown) => {
       if (err) throw err;
       res.json({ user: req.session.userId ?? null });
     });

@@ -56,6 +56,8 @@ export class RequestSession implements SessionHost {
   #lifetimeChange: number | null | undefined;
   /** A user bound by `bindUser()` and not stored yet. */
   #userChange: string | null | undefined;
+  /** A user whose binding the last write stored. */
+  #newlyBound: string | undefined;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
@@ -167,10 +169,15 @@ export class RequestSession implements SessionHost {
       if (record) Object.assign(record, before);
       throw err;
     }
-    // A new binding may take the user past maxSessionsPerUser: the oldest of the others end.
-    const stored = this.#state.kind === 'stored' ? this.#state.record : undefined;
-    if (typeof user === 'string' && stored !== undefined) await this.#manager.enforceUserCap(user, stored.key);
+    if (typeof user === 'string') this.#newlyBound = user;
     return result;
+  }
+
+  /** A binding just stored may take the user past maxSessionsPerUser: the oldest of the others end. */
+  async #enforceUserCap(): Promise<void> {
+    const user = this.#newlyBound;
+    this.#newlyBound = undefined;
+    if (user !== undefined && this.#state.kind === 'stored') await this.#manager.enforceUserCap(user, this.#state.record.key);
   }
 
   #hasChanges(): boolean {
@@ -180,13 +187,17 @@ export class RequestSession implements SessionHost {
   save(): Promise<boolean> {
     return this.#enqueue(async () => {
       await this.#commit(false);
+      await this.#enforceUserCap();
       this.#recheck = this.#state.kind === 'stored';
     }).then(() => this.#state.kind !== 'lost');
   }
 
   /** Saves pending changes before the response: `headersSent` when they can no longer carry a new id. */
   commit(headersSent: boolean): Promise<void> {
-    return this.#enqueue(() => this.#commit(headersSent));
+    return this.#enqueue(async () => {
+      await this.#commit(headersSent);
+      await this.#enforceUserCap();
+    });
   }
 
   regenerate(): Promise<void> {
@@ -202,6 +213,7 @@ export class RequestSession implements SessionHost {
       if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
       this.#log.reset(moved.values);
       this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
+      await this.#enforceUserCap();
       debug('regenerated %s as %s', state.record.key.slice(0, 12), moved.record.key.slice(0, 12));
     });
   }
