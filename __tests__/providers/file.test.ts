@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, ProviderError } from '../../lib/errors';
 import { FileProvider, type FileOptions } from '../../lib/providers/file';
-import type { Provider } from '../../lib/providers/provider';
+import { USER_KEY, type Provider } from '../../lib/providers/provider';
 import { providerConformance } from '../../lib/testing';
 
 const MINUTE = 60_000;
@@ -270,6 +270,7 @@ describe('file provider', () => {
         ['gc', () => provider.gc(now)],
         ['count', () => provider.count(now)],
         ['entries', async () => { for await (const _ of provider.entries(now)) break; }],
+        ['listByUser', () => provider.listByUser('ann', now)],
       ];
       for (const [name, call] of calls) {
         const err = await call().then(() => undefined, (error: unknown) => error);
@@ -286,6 +287,103 @@ describe('file provider', () => {
     it('throws ProviderError at construction when the folder cannot be created', () => {
       writeFileSync(join(root, 'file'), '');
       expect(() => new FileProvider({ dir: join(root, 'file', 'sessions') })).toThrow(ProviderError);
+    });
+  });
+
+  describe('sessions by user', () => {
+    const bound = (user: string, extra: Record<string, unknown> = {}): Map<string, string> => json({ ...extra, [USER_KEY]: user });
+    const userDir = (user: string): string => join(dir, 'users', createHash('sha256').update(user).digest('base64url'));
+    const markerOf = (user: string, sid: string): string => join(userDir(user), fileOf(dir, sid).slice(dir.length + 1));
+    const listed = async (user: string, at = now): Promise<string[]> => (await provider.listByUser(user, at)).map((entry) => entry.sid).sort();
+
+    it('marks a bound session with an empty owner-only file in its user folder, which count, entries and gc ignore', async () => {
+      await provider.create('a', bound('ann'), now, now + MINUTE);
+      await provider.create('b', json({ n: 1 }), now, now + MINUTE);
+      expect(readdirSync(userDir('ann'))).toEqual([fileOf(dir, 'a').slice(dir.length + 1)]);
+      expect(statSync(markerOf('ann', 'a')).size).toBe(0);
+      expect(statSync(markerOf('ann', 'a')).mode & 0o777).toBe(0o600);
+      expect(statSync(userDir('ann')).mode & 0o777).toBe(0o700);
+      await expect(provider.count(now)).resolves.toBe(2);
+      const entries = [];
+      for await (const entry of provider.entries(now)) entries.push(entry.sid);
+      expect(entries.sort()).toEqual(['a', 'b']);
+      await expect(provider.gc(now + 2 * MINUTE)).resolves.toBe(2);
+      expect(readdirSync(dir)).toEqual(['users']);
+      expect(readdirSync(join(dir, 'users'))).toEqual([]); // the sweep took the marker and the emptied user folder
+      expect(reported).toEqual([]);
+    });
+
+    it('moves the marker as the session is rebound, moved, unbound and destroyed', async () => {
+      await provider.create('s', json({ n: 1 }), now, now + MINUTE);
+      expect(existsSync(join(dir, 'users'))).toBe(false); // nothing until a session is bound
+      await provider.update('s', bound('ann'), now + MINUTE, now);
+      expect(existsSync(markerOf('ann', 's'))).toBe(true);
+      await provider.update('s', bound('bob'), now + MINUTE, now);
+      expect([existsSync(userDir('ann')), existsSync(markerOf('bob', 's'))]).toEqual([false, true]);
+      await provider.move('s', 't', new Map(), now, now + MINUTE, now);
+      expect(readdirSync(userDir('bob'))).toEqual([fileOf(dir, 't').slice(dir.length + 1)]);
+      await provider.move('t', 'u', new Map([[USER_KEY, JSON.stringify('cy')]]), now, now + MINUTE, now);
+      expect([existsSync(userDir('bob')), existsSync(markerOf('cy', 'u'))]).toEqual([false, true]);
+      await provider.update('u', new Map([[USER_KEY, undefined]]), now + MINUTE, now);
+      expect(existsSync(userDir('cy'))).toBe(false);
+      await provider.update('u', bound('di'), now + MINUTE, now);
+      await provider.touch('u', now + 2 * MINUTE, now);
+      expect(await listed('di')).toEqual(['u']);
+      await provider.destroy('u');
+      expect(readdirSync(join(dir, 'users'))).toEqual([]);
+      expect(readdirSync(dir)).toEqual(['users']); // no lock or temp file either
+    });
+
+    it('trusts the session file over a marker, and prunes the markers that are stale', async () => {
+      await provider.create('mine', bound('ann', { n: 1 }), now, now + MINUTE);
+      await provider.create('theirs', bound('bob'), now, now + MINUTE);
+      await provider.create('expired', bound('ann'), now, now + MINUTE / 4);
+      writeFileSync(markerOf('ann', 'theirs'), ''); // as if a rebind crashed half-way
+      writeFileSync(markerOf('ann', 'gone'), ''); // as if a create crashed before its session file
+      writeFileSync(join(userDir('ann'), 'README'), 'not ours');
+      const found = await provider.listByUser('ann', now + MINUTE / 2);
+      expect(found.map((entry) => [entry.sid, entry.values.get('n')])).toEqual([['mine', '1']]);
+      await expect(listed('ann', now + 2 * MINUTE)).resolves.toEqual([]);
+      const names = readdirSync(userDir('ann')).sort();
+      expect(names).toEqual([fileOf(dir, 'expired'), fileOf(dir, 'mine')].map((path) => path.slice(dir.length + 1)).concat('README').sort());
+      expect(await listed('bob')).toEqual(['theirs']); // its own marker stays
+      expect(reported).toEqual([]);
+    });
+
+    it('drops the marker of a corrupt session file, reporting it', async () => {
+      await provider.create('bad', bound('ann'), now, now + MINUTE);
+      writeFileSync(fileOf(dir, 'bad'), '{');
+      await expect(provider.listByUser('ann', now)).resolves.toEqual([]);
+      expect(existsSync(userDir('ann'))).toBe(false);
+      expect(reported).toHaveLength(1);
+    });
+
+    it('never loses a marker to a listing that runs while sessions are created and rebound', async () => {
+      const sids = Array.from({ length: 60 }, (_, i) => `c${i}`);
+      await Promise.all([
+        ...sids.map(async (sid, i) => {
+          if (i % 2 === 0) await provider.create(sid, bound('ann'), now, now + MINUTE);
+          else {
+            await provider.create(sid, json({ n: i }), now, now + MINUTE);
+            await provider.update(sid, bound('ann'), now + MINUTE, now);
+          }
+        }),
+        ...sids.map(() => provider.listByUser('ann', now)),
+      ]);
+      expect(await listed('ann')).toEqual([...sids].sort());
+      expect(readdirSync(userDir('ann'))).toHaveLength(sids.length);
+    });
+
+    it('lists what another instance over the same folder bound', async () => {
+      const other = new FileProvider({ dir });
+      try {
+        await other.create('x', bound('ann'), now, now + MINUTE);
+        expect(await listed('ann')).toEqual(['x']);
+        await provider.destroy('x');
+        await expect(other.listByUser('ann', now)).resolves.toEqual([]);
+      } finally {
+        await other.close();
+      }
     });
   });
 

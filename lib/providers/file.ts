@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { link, open, opendir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, opendir, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorCode, errorMessage, OptionError, ProviderError } from '../errors';
 import { FileLocks } from './file-lock';
-import type { Provider, StoredEntry, StoredSession } from './provider';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { valuesFromObject, valuesToObject } from './values-codec';
 
 /** Options of {@link FileProvider} (also its `providerOptions` under the name `'file'`). */
@@ -39,6 +39,10 @@ const BATCH = 64;
 const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
 const SESSION_FILE = /^([0-9a-f]{64})\.json$/;
 const TEMP_FILE = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
+/** The folder of the sessions-by-user markers, inside `dir`. */
+const USERS_DIR = 'users';
+/** Attempts at writing a marker while its user's folder is removed under it (emptied by another writer). */
+const MARK_ATTEMPTS = 5;
 
 /** What a session file holds. */
 interface FileRecord {
@@ -63,6 +67,15 @@ interface FileRecord {
  * (a promise queue in this process, a lock file across processes), so
  * concurrent updates of different keys all survive. Needs a local file system
  * with hard links (`create` is `link()`, which refuses an existing name).
+ *
+ * Sessions by user: a session bound to a user (its values hold `USER_KEY`)
+ * has an empty marker file `users/<SHA-256 of the user id, base64url>/<its
+ * file name>`, written before the session file (under the session's lock)
+ * and removed after it. The session file stays the truth: `listByUser` reads
+ * the markers of that user, then each session file, and returns only the live
+ * sessions still bound to that user; a marker whose session is gone or bound
+ * elsewhere (left by a crash, a failed write or a sweep) is deleted when met.
+ * `count()`, `entries()` and `gc()` only look at session files, never at `users/`.
  *
  * @example
  * app.use(sessions({ provider: 'file', providerOptions: { dir: '/var/lib/myapp/sessions' } }));
@@ -92,10 +105,19 @@ export class FileProvider implements Provider {
   }
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
-    return this.#guard('create', async () => {
-      const created = await this.#link(hashId(sid), { sid, createdAt, expiresAt, values: new Map(values) });
-      if (created && this.#fsync) await syncDir(this.#dir);
-      return created;
+    return this.#guard('create', () => {
+      const hash = hashId(sid);
+      const user = userOf(values);
+      const write = async (): Promise<boolean> => {
+        // The marker first: a crash in between leaves a marker without its session (pruned when met),
+        // never a bound session its user cannot find. A refused create leaves one just the same.
+        if (user !== undefined) await this.#mark(user, hash);
+        const created = await this.#link(hash, { sid, createdAt, expiresAt, values: new Map(values) });
+        if (created && this.#fsync) await syncDir(this.#dir);
+        return created;
+      };
+      // A bound session is created under its lock, so listByUser never prunes its marker in between.
+      return user === undefined ? write() : this.#locks.run(hash, write);
     });
   }
 
@@ -132,13 +154,17 @@ export class FileProvider implements Provider {
         const record = await this.#loadOrReport(fromHash);
         if (record === undefined || record.expiresAt <= now) return undefined;
         const values = record.values;
+        const before = userOf(values);
         for (const [key, json] of changes) {
           if (json === undefined) values.delete(key);
           else values.set(key, json);
         }
+        const after = changes.has(USER_KEY) ? userOf(values) : before;
+        if (after !== undefined) await this.#mark(after, toHash);
         if (!(await this.#link(toHash, { sid: to, createdAt, expiresAt, values: new Map(values) }))) return false;
         await unlinkIfPresent(this.#file(fromHash));
         if (this.#fsync) await syncDir(this.#dir);
+        if (before !== undefined) await this.#unmark(before, fromHash);
         return values;
       });
     });
@@ -153,7 +179,10 @@ export class FileProvider implements Provider {
       const hash = hashId(sid);
       // Under the lock: an update between its read and its rename would otherwise bring the file back.
       return this.#locks.run(hash, async () => {
+        // Its user, to remove its marker too; one that cannot be read is left to listByUser to prune.
+        const user = await this.#load(hash).then((record) => (record ? userOf(record.values) : undefined), () => undefined);
         if ((await unlinkIfPresent(this.#file(hash))) && this.#fsync) await syncDir(this.#dir);
+        if (user !== undefined) await this.#unmark(user, hash);
       });
     });
   }
@@ -204,6 +233,36 @@ export class FileProvider implements Provider {
     }
   }
 
+  /**
+   * The live sessions bound to `userId`: the markers in its folder, each
+   * checked against its session file. Markers that no longer match are deleted
+   * (under the session's lock, after a second look).
+   */
+  listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    return this.#guard('listByUser', async () => {
+      let names: string[];
+      try {
+        names = await readdir(this.#userDir(userId));
+      } catch (err) {
+        if (errorCode(err) === 'ENOENT') return [];
+        throw err;
+      }
+      const found: StoredEntry[] = [];
+      for (let i = 0; i < names.length; i += BATCH) {
+        await Promise.all(
+          names.slice(i, i + BATCH).map(async (name) => {
+            const match = SESSION_FILE.exec(name);
+            if (match === null) return;
+            const record = await this.#loadOrReport(match[1]);
+            if (record === undefined || userOf(record.values) !== userId) await this.#prune(userId, match[1]);
+            else if (record.expiresAt > now) found.push(record); // an expired one goes with its session, at gc
+          }),
+        );
+      }
+      return found;
+    });
+  }
+
   /** Waits for queued writes (so no lock file is left behind), then refuses new calls. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -217,12 +276,17 @@ export class FileProvider implements Provider {
       return this.#locks.run(hash, async () => {
         const record = await this.#loadOrReport(hash);
         if (record === undefined || record.expiresAt <= now) return false;
+        const rebinds = changes.has(USER_KEY);
+        const before = rebinds ? userOf(record.values) : undefined;
         for (const [key, json] of changes) {
           if (json === undefined) record.values.delete(key);
           else record.values.set(key, json);
         }
         record.expiresAt = expiresAt;
+        const after = rebinds ? userOf(record.values) : undefined;
+        if (after !== undefined) await this.#mark(after, hash); // before the session, as in create
         await this.#replace(hash, record);
+        if (before !== undefined && before !== after) await this.#unmark(before, hash);
         return true;
       });
     });
@@ -232,6 +296,62 @@ export class FileProvider implements Provider {
   #withLocks<T>(names: string[], fn: () => Promise<T>): Promise<T> {
     const [first, ...rest] = [...new Set(names)].sort();
     return this.#locks.run(first, () => (rest.length === 0 ? fn() : this.#withLocks(rest, fn)));
+  }
+
+  // --- sessions by user ----------------------------------------------------
+
+  #userDir(user: string): string {
+    return join(this.#dir, USERS_DIR, createHash('sha256').update(user, 'utf8').digest('base64url'));
+  }
+
+  /** Writes the marker of session `hash` in `user`'s folder (creating it), durably when `fsync`. Call it holding the session's lock. */
+  async #mark(user: string, hash: string): Promise<void> {
+    const dir = this.#userDir(user);
+    const marker = join(dir, `${hash}.json`);
+    let madeDir = false;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await (await open(marker, 'wx', 0o600)).close();
+        break;
+      } catch (err) {
+        const code = errorCode(err);
+        if (code === 'EEXIST') return; // marked already
+        // The folder is missing: never made, or removed as another writer emptied it. Make it and retry.
+        if (code !== 'ENOENT' || attempt >= MARK_ATTEMPTS) throw err;
+        madeDir = (await mkdir(dir, { recursive: true, mode: 0o700 })) !== undefined || madeDir;
+      }
+    }
+    if (!this.#fsync) return;
+    await syncDir(dir);
+    if (madeDir) {
+      await syncDir(join(this.#dir, USERS_DIR));
+      await syncDir(this.#dir);
+    }
+  }
+
+  /**
+   * Deletes the marker of session `hash` from `user`'s folder, and the folder once empty. Never
+   * rejects: the session write it follows succeeded, and a marker left behind is pruned when met.
+   */
+  async #unmark(user: string, hash: string): Promise<void> {
+    const dir = this.#userDir(user);
+    try {
+      await unlinkIfPresent(join(dir, `${hash}.json`));
+      await rmdir(dir);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') return; // the user has other sessions, or it is gone
+      this.#report(new ProviderError(NAME, `could not delete a sessions-by-user marker in ${dir}: ${errorMessage(err)}`, err));
+    }
+  }
+
+  /** Deletes `user`'s marker of session `hash` if, looked at again under the session's lock, it is not bound to `user`. */
+  #prune(user: string, hash: string): Promise<void> {
+    return this.#locks.run(hash, async () => {
+      const record = await this.#load(hash);
+      if (record && userOf(record.values) === user) return; // bound meanwhile
+      await this.#unmark(user, hash);
+    });
   }
 
   // --- files -------------------------------------------------------------
@@ -329,7 +449,10 @@ export class FileProvider implements Provider {
         return undefined;
       }
       if (record.expiresAt > now) return undefined;
-      return (await unlinkIfPresent(this.#file(hash))) ? record.sid : undefined;
+      if (!(await unlinkIfPresent(this.#file(hash)))) return undefined;
+      const user = userOf(record.values);
+      if (user !== undefined) await this.#unmark(user, hash);
+      return record.sid;
     });
   }
 
@@ -402,6 +525,18 @@ function checkOptions(options: FileOptions): void {
 /** File name of a session: hex SHA-256 of the id (fixed length, [0-9a-f] only). */
 function hashId(sid: string): string {
   return createHash('sha256').update(sid, 'utf8').digest('hex');
+}
+
+/** The user a session's values name: the string whose JSON is stored under `USER_KEY`, else `undefined`. */
+function userOf(values: ReadonlyMap<string, string>): string | undefined {
+  const json = values.get(USER_KEY);
+  if (json === undefined) return undefined;
+  try {
+    const user: unknown = JSON.parse(json);
+    return typeof user === 'string' ? user : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function encodeRecord(record: FileRecord): string {
