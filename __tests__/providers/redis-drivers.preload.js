@@ -57,7 +57,7 @@ function ioredisProvider({ url, ...options }) {
   const { RedisProvider } = require(join(root, 'lib', 'providers', 'redis.ts'));
   const provider = new RedisProvider({ ...options, client });
   const wrapped = { name: provider.name, entries: (now) => provider.entries(now) };
-  for (const method of ['create', 'read', 'update', 'move', 'touch', 'destroy', 'gc', 'count']) {
+  for (const method of ['create', 'read', 'update', 'move', 'touch', 'destroy', 'gc', 'count', 'listByUser']) {
     wrapped[method] = async (...args) => {
       await ready;
       return provider[method](...args);

@@ -22,7 +22,6 @@ if (reason) console.warn(`Skipping the Redis driver tests: ${reason}`);
 const describeRedis = reason ? describe.skip : describe;
 const url = process.env.REDIS_URL ?? '';
 const MINUTE = 60_000;
-const GC_BY_BACKEND = 'Redis deletes each session at its expiresAt by itself (PEXPIREAT), so gc() resolves 0';
 const NO_READNOW: ConformanceSkip = { reason: 'sessions live on a server: no synchronous read', groups: ['readNow'] };
 /** Preloaded into the two-process children, so they use the driver under test (see the file). */
 const PRELOAD = join(__dirname, 'redis-drivers.preload.js');
@@ -137,7 +136,6 @@ describeRedis.each(DRIVERS)('redis provider with a $label client ($pkg)', (drive
   providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }), {
     name: `redis (${driver.label})`,
     destroy: (provider) => cleanUp(provider as RedisProvider),
-    gcByBackend: GC_BY_BACKEND,
     skip: [NO_READNOW],
     persistent: {
       reopen: (provider) => new RedisProvider({ client: app.client, prefix: (provider as RedisProvider).prefix }),
@@ -234,7 +232,6 @@ describeRedis('redis provider with clients configured to shape replies different
     providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new RedisProvider({ client: app.client, prefix: uniquePrefix() }), {
       name: `redis (${label})`,
       destroy: (provider) => cleanUp(provider as RedisProvider),
-      gcByBackend: GC_BY_BACKEND,
       skip: [NO_READNOW, { reason: 'the two-process cases run once per driver, above', groups: ['persistent'] }],
     });
   });
@@ -270,11 +267,16 @@ describeRedis('redis provider meeting a reply it does not understand', () => {
     }
   });
 
-  it('rejects with ProviderError for a session whose expiry is not a timestamp, in count()', async () => {
+  it('rejects with ProviderError for a session whose expiry is not a timestamp, in entries()', async () => {
     const provider = new RedisProvider({ url, prefix: uniquePrefix() });
     try {
+      const now = Date.now();
       await admin.hSet(`${provider.prefix}{odd}`, { 'm:c': '1', 'm:e': 'soon' });
-      await expect(provider.count(Date.now())).rejects.toThrow(/count: the m:e field is not a timestamp/);
+      await admin.zAdd(`${provider.prefix}expiries`, { score: now + MINUTE, value: 'odd' });
+      const walk = async (): Promise<void> => {
+        for await (const entry of provider.entries(now)) void entry;
+      };
+      await expect(walk()).rejects.toThrow(/entries: the hash at this key is not a session/);
     } finally {
       await cleanUp(provider);
     }

@@ -45,7 +45,6 @@ describeRedis('redis provider with url, node-redis 6 installed', () => {
   providerConformance({ describe, it, expect, beforeEach, afterEach }, () => new RedisProvider({ url, prefix: uniquePrefix() }), {
     name: 'redis (url, node-redis 6)',
     destroy: (provider) => cleanUp(provider as RedisProvider),
-    gcByBackend: 'Redis deletes each session at its expiresAt by itself (PEXPIREAT), so gc() resolves 0',
     skip: [
       { reason: 'sessions live on a server: no synchronous read', groups: ['readNow'] },
       { reason: 'the two-process cases run in redis-drivers.test.ts (node-redis 6 children included)', groups: ['persistent'] },

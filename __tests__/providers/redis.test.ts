@@ -1,7 +1,9 @@
 import { createClient, createCluster } from 'redis';
 import IORedis from 'ioredis';
 import { ProviderError } from '../../lib/errors';
+import { USER_KEY } from '../../lib/providers/provider';
 import { RedisProvider } from '../../lib/providers/redis';
+import { userHash } from '../../lib/providers/redis-scripts';
 import { providerConformance } from '../../lib/testing';
 import { eventually, rejectionTime } from '../support/provider-waits';
 import {
@@ -51,7 +53,6 @@ describeRedis('redis provider', () => {
     name: 'redis',
     skip: [{ reason: 'sessions live on a server: no synchronous read', groups: ['readNow'] }],
     destroy: (provider) => cleanUp(provider as RedisProvider),
-    gcByBackend: 'Redis deletes each session at its expiresAt by itself (PEXPIREAT), so gc() resolves 0',
     persistent: {
       reopen: (provider) => new RedisProvider({ url, prefix: (provider as RedisProvider).prefix }),
       processOptions: (provider) => ({ name: 'redis', options: { url, prefix: (provider as RedisProvider).prefix } }),
@@ -96,7 +97,7 @@ describeRedis('redis provider', () => {
       }
     });
 
-    it('lists more sessions than one SCAN page, each once', async () => {
+    it('lists more sessions than one page (all of one expiry: the cursor orders ids), each once', async () => {
       const provider = new RedisProvider({ url, prefix: uniquePrefix() });
       try {
         const now = Date.now();
@@ -108,6 +109,135 @@ describeRedis('redis provider', () => {
       } finally {
         await cleanUp(provider);
       }
+    });
+  });
+
+  describe('indexes', () => {
+    let provider: RedisProvider;
+    let client: ReturnType<typeof createClient>;
+    beforeEach(async () => {
+      provider = new RedisProvider({ url, prefix: uniquePrefix() });
+      client = await createClient({ url }).connect();
+    });
+    afterEach(async () => {
+      client.destroy();
+      await cleanUp(provider);
+    });
+    const bound = (user: string, extra: Record<string, string> = {}): Map<string, string> => new Map([...Object.entries(extra), [USER_KEY, JSON.stringify(user)]]);
+    const userSet = (user: string): string => `${provider.prefix}user:{${userHash(user)}}:sids`;
+    const expiries = (): string => `${provider.prefix}expiries`;
+
+    it('keeps expiries (score expiresAt) and a set per user with m:u in the hash, the set expiring with its last session', async () => {
+      const now = Date.now();
+      await provider.create('a', bound('ann'), now, now + MINUTE);
+      await provider.create('b', bound('ann'), now, now + 2 * MINUTE);
+      await provider.create('c', one('n', '1'), now, now + MINUTE);
+      expect(await client.zRangeWithScores(expiries(), 0, -1)).toEqual([
+        { value: 'a', score: now + MINUTE },
+        { value: 'c', score: now + MINUTE },
+        { value: 'b', score: now + 2 * MINUTE },
+      ]);
+      expect(await client.zRangeWithScores(userSet('ann'), 0, -1)).toEqual([
+        { value: 'a', score: now + MINUTE },
+        { value: 'b', score: now + 2 * MINUTE },
+      ]);
+      expect(await client.pExpireTime(userSet('ann'))).toBe(now + 2 * MINUTE);
+      expect(await client.hGet(`${provider.prefix}{a}`, 'm:u')).toBe(userHash('ann'));
+      expect(Boolean(await client.hExists(`${provider.prefix}{c}`, 'm:u'))).toBe(false);
+
+      await provider.touch('a', now + 5 * MINUTE, now);
+      expect(await client.zScore(userSet('ann'), 'a')).toBe(now + 5 * MINUTE);
+      expect(await client.zScore(expiries(), 'a')).toBe(now + 5 * MINUTE);
+      expect(await client.pExpireTime(userSet('ann'))).toBe(now + 5 * MINUTE);
+    });
+
+    it('follows rebinding, unbinding, move and destroy, leaving no index entry behind', async () => {
+      const now = Date.now();
+      await provider.create('a', bound('ann'), now, now + MINUTE);
+      await provider.update('a', bound('bob'), now + MINUTE, now);
+      expect(await client.exists(userSet('ann'))).toBe(0);
+      expect(await client.zRange(userSet('bob'), 0, -1)).toEqual(['a']);
+      await provider.move('a', 'a2', new Map(), now, now + MINUTE, now);
+      expect(await client.zRange(userSet('bob'), 0, -1)).toEqual(['a2']);
+      expect(await client.zRange(expiries(), 0, -1)).toEqual(['a2']);
+      await provider.move('a2', 'a3', bound('cy'), now, now + MINUTE, now);
+      expect([await client.exists(userSet('bob')), await client.zRange(userSet('cy'), 0, -1)]).toEqual([0, ['a3']]);
+      await provider.update('a3', new Map([[USER_KEY, undefined]]), now + MINUTE, now);
+      expect(await client.exists(userSet('cy'))).toBe(0);
+      expect(Boolean(await client.hExists(`${provider.prefix}{a3}`, 'm:u'))).toBe(false);
+      await provider.update('a3', bound('dee'), now + MINUTE, now);
+      await provider.update('a3', new Map([[USER_KEY, '42']]), now + MINUTE, now); // not a JSON string: bound to no one
+      expect(await client.exists(userSet('dee'))).toBe(0);
+      await provider.update('a3', bound('eve'), now + MINUTE, now);
+      await provider.destroy('a3');
+      expect(await client.keys(`${provider.prefix}*`)).toEqual([]);
+    });
+
+    it('gc reports sessions Redis already deleted at their TTL, once, and count() drops them', async () => {
+      const now = Date.now();
+      await provider.create('short', bound('ann'), now, now + 50);
+      await provider.create('long', bound('ann'), now, now + MINUTE);
+      await eventually(async () => {
+        if ((await client.exists(`${provider.prefix}{short}`)) !== 0) throw new Error('not yet expired');
+      }, 5000);
+      const later = Date.now();
+      await expect(provider.count(later)).resolves.toBe(1);
+      const [first, second] = [new RedisProvider({ url, prefix: provider.prefix }), new RedisProvider({ url, prefix: provider.prefix })];
+      const reported: string[] = [];
+      const counts = await Promise.all([first.gc(later, (sid) => reported.push(sid)), second.gc(later, (sid) => reported.push(sid))]);
+      await Promise.all([first.close(), second.close()]);
+      expect([counts.sort(), reported]).toEqual([[0, 1], ['short']]);
+      expect(await client.zRange(expiries(), 0, -1)).toEqual(['long']);
+      expect((await provider.listByUser('ann', later)).map((entry) => entry.sid)).toEqual(['long']);
+    });
+
+    it('gc collects more than one batch', async () => {
+      const now = Date.now();
+      await Promise.all(Array.from({ length: 1100 }, (_, i) => provider.create(`s${i}`, new Map(), now, now + MINUTE)));
+      let reported = 0;
+      await expect(provider.gc(now + 2 * MINUTE, () => (reported += 1))).resolves.toBe(1100);
+      expect([reported, await client.exists(expiries())]).toEqual([1100, 0]);
+    });
+
+    it('lists each session once while sessions are touched, destroyed and created during the walk', async () => {
+      const now = Date.now();
+      const sids = Array.from({ length: 1200 }, (_, i) => `s${String(i).padStart(4, '0')}`);
+      await Promise.all(sids.map((sid, i) => provider.create(sid, new Map(), now, now + MINUTE + (i % 3))));
+      // The index's order: by expiry, then by id. The first page ends at ordered[499], the next page's cursor.
+      const ordered = sids.map((sid, i) => ({ sid, rank: i % 3 })).sort((a, b) => a.rank - b.rank || (a.sid < b.sid ? -1 : 1));
+      const seen: string[] = [];
+      for await (const entry of provider.entries(now)) {
+        seen.push(entry.sid);
+        if (seen.length === 100) {
+          // Ahead of the cursor and behind it: touched far ahead, destroyed, and a new one.
+          await Promise.all(sids.filter((_, i) => i % 10 === 0).map((sid) => provider.touch(sid, now + 10 * MINUTE, now)));
+          await provider.destroy(sids[1199]);
+          await provider.destroy(ordered[499].sid); // the cursor itself goes: the next page still starts right after it
+          await provider.create('new', new Map(), now, now + 3 * MINUTE);
+        }
+      }
+      expect(seen.length).toBe(new Set(seen).size);
+      expect(seen.sort()).toEqual([...sids.slice(0, 1199), 'new'].sort());
+    });
+
+    it('prunes ids whose session is gone or bound to someone else when listByUser meets them', async () => {
+      const now = Date.now();
+      await provider.create('mine', bound('ann'), now, now + MINUTE);
+      await provider.create('theirs', bound('bob'), now, now + MINUTE);
+      // What the scripts never leave, but a hash deleted behind their back (or by an older version) would.
+      await client.zAdd(userSet('ann'), [{ score: now + MINUTE, value: 'gone' }, { score: now + MINUTE, value: 'theirs' }]);
+      expect((await provider.listByUser('ann', now)).map((entry) => entry.sid)).toEqual(['mine']);
+      expect(await client.zRange(userSet('ann'), 0, -1)).toEqual(['mine']);
+      expect(await client.zRange(userSet('bob'), 0, -1)).toEqual(['theirs']);
+    });
+
+    it('counts a session written before the indexes existed only from its next write', async () => {
+      const now = Date.now();
+      await client.hSet(`${provider.prefix}{old}`, { 'm:c': String(now), 'm:e': String(now + MINUTE), 'v:n': '1' });
+      await client.pExpireAt(`${provider.prefix}{old}`, now + MINUTE);
+      await expect(provider.count(now)).resolves.toBe(0);
+      await provider.touch('old', now + MINUTE, now);
+      await expect(provider.count(now)).resolves.toBe(1);
     });
   });
 

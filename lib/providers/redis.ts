@@ -1,15 +1,25 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
-import type { Provider, StoredEntry, StoredSession } from './provider';
+import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import {
   changeArgs,
   CREATE_SCRIPT,
   decodeSession,
-  EXPIRES_FIELD,
+  DESTROY_SCRIPT,
+  ENTRIES_PAGE_SCRIPT,
+  expiriesKey,
+  GC_SCRIPT,
   MOVE_FROM_GONE,
   MOVE_SCRIPT,
   MOVE_TO_TAKEN,
+  PRUNE_USER_SCRIPT,
+  sessionKey,
   timestamp,
   UPDATE_SCRIPT,
+  USER_KEEP,
+  userChange,
+  userFromJson,
+  userHash,
+  userKey,
   VALUE_PREFIX,
   type RedisScript,
 } from './redis-scripts';
@@ -51,7 +61,8 @@ export interface RedisOptions {
    */
   client?: NodeRedisClient | IORedisClient;
   /**
-   * Prepended to every key. One hash per session at `${prefix}{${sid}}`.
+   * Prepended to every key: one hash per session at `${prefix}{${sid}}`, and
+   * the indexes `${prefix}expiries` and `${prefix}user:{…}:sids` (see docs/redis-drivers.md).
    * Must not contain `{` or `}` (the braces around the id are the Cluster hash tag).
    * @default 'sess:'
    */
@@ -67,8 +78,10 @@ export interface RedisOptions {
 
 export const DEFAULT_REDIS_PREFIX = 'sess:';
 export const DEFAULT_REDIS_TIMEOUT_MS = 5000;
-/** Keys per SCAN step, and sessions loaded at once by `entries()`. */
-const SCAN_COUNT = 500;
+/** Sessions loaded at once by `entries()`. */
+const PAGE_SIZE = 500;
+/** Expired ids collected by one gc script: a few milliseconds of the server's time. */
+const GC_BATCH = 500;
 const OPTION_NAMES = new Set(['url', 'client', 'prefix', 'timeoutMs']);
 
 /** The drivers reduced to what the provider needs: raw commands and a readiness check. */
@@ -80,10 +93,11 @@ interface Connection {
 /**
  * Sessions in Redis (or Valkey/KeyDB), shared by every process that points at
  * the same server. One hash per session; Redis's own TTL (`PEXPIREAT`) deletes
- * expired sessions, so `gc()` has nothing to do and resolves 0 (the manager's
- * `expired` event then fires only when a load meets an expired session).
- * Writes are Lua scripts (one round trip, atomic); `count()`/`entries()` walk
- * the prefix with `SCAN`, never `KEYS`.
+ * expired sessions. Two indexes are kept in the same Lua script as every write
+ * (one round trip, atomic): a sorted set of every session's expiry, which
+ * answers `count()` (one `ZCOUNT`), pages `entries()` and lets `gc()` report
+ * each expired id (and drop it from the indexes); and one sorted set per user,
+ * which answers `listByUser()`. Never `SCAN` or `KEYS`.
  *
  * Works with node-redis 5 and 6 and ioredis 5 and 6. Replies are checked, not
  * trusted: a reply of a shape the provider does not know (a driver mapping
@@ -128,9 +142,13 @@ export class RedisProvider implements Provider {
   }
 
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
-    const args = [String(createdAt), String(expiresAt)];
+    const keys = [this.#key(sid), this.#expiries];
+    const user = userFromJson(values.get(USER_KEY));
+    const hash = user === undefined ? '' : userHash(user);
+    if (user !== undefined) keys.push(userKey(this.prefix, hash));
+    const args = [this.prefix, sid, String(createdAt), String(expiresAt), hash];
     for (const [key, json] of values) args.push(VALUE_PREFIX + key, json);
-    return (await this.#eval('create', CREATE_SCRIPT, [this.#key(sid)], args, flag)) === 1;
+    return (await this.#eval('create', CREATE_SCRIPT, keys, args, flag)) === 1;
   }
 
   async read(sid: string): Promise<StoredSession | undefined> {
@@ -138,8 +156,10 @@ export class RedisProvider implements Provider {
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    const args = [String(now), String(expiresAt), ...changeArgs(changes)];
-    return (await this.#eval('update', UPDATE_SCRIPT, [this.#key(sid)], args, flag)) === 1;
+    const user = userChange(this.prefix, changes);
+    const keys = [this.#key(sid), this.#expiries, ...user.keys];
+    const args = [this.prefix, sid, String(now), String(expiresAt), user.mode, user.hash, ...changeArgs(changes)];
+    return (await this.#eval('update', UPDATE_SCRIPT, keys, args, flag)) === 1;
   }
 
   /** One Lua script (see MOVE_SCRIPT): atomic on a single Redis server. */
@@ -151,42 +171,97 @@ export class RedisProvider implements Provider {
     expiresAt: number,
     now: number,
   ): Promise<Map<string, string> | undefined | false> {
-    const args = [String(now), String(createdAt), String(expiresAt), ...changeArgs(changes)];
-    return this.#eval('move', MOVE_SCRIPT, [this.#key(from), this.#key(to)], args, moveReply);
+    const user = userChange(this.prefix, changes);
+    const keys = [this.#key(from), this.#key(to), this.#expiries, ...user.keys];
+    const args = [this.prefix, from, to, String(now), String(createdAt), String(expiresAt), user.mode, user.hash, ...changeArgs(changes)];
+    return this.#eval('move', MOVE_SCRIPT, keys, args, moveReply);
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
-    return (await this.#eval('touch', UPDATE_SCRIPT, [this.#key(sid)], [String(now), String(expiresAt), '0'], flag)) === 1;
+    const args = [this.prefix, sid, String(now), String(expiresAt), USER_KEEP, '', '0'];
+    return (await this.#eval('touch', UPDATE_SCRIPT, [this.#key(sid), this.#expiries], args, flag)) === 1;
   }
 
   async destroy(sid: string): Promise<void> {
-    await this.#call('destroy', ['DEL', this.#key(sid)], integer);
+    await this.#eval('destroy', DESTROY_SCRIPT, [this.#key(sid), this.#expiries], [this.prefix, sid], integer);
   }
 
-  /** Resolves 0: Redis deletes a session at its `expiresAt` by itself (`PEXPIREAT`). */
-  async gc(_now: number, _onExpired?: (sid: string) => void): Promise<number> {
-    return 0;
+  /**
+   * Takes the ids due at `now` off the expiries index, in scripts of
+   * {@link GC_BATCH}, deleting what Redis has not deleted yet (a `now` ahead
+   * of the server's clock) and reporting each id once, even with several
+   * processes collecting at the same time. Sessions Redis deleted at their TTL
+   * are reported too: this is when their `expired` event fires.
+   */
+  async gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    let collected = 0;
+    for (;;) {
+      const { looked, sids } = await this.#eval('gc', GC_SCRIPT, [this.#expiries], [this.prefix, String(now), String(GC_BATCH)], gcReply);
+      collected += sids.length;
+      if (onExpired !== undefined) for (const sid of sids) onExpired(sid);
+      if (looked < GC_BATCH) return collected;
+    }
   }
 
+  /**
+   * One `ZCOUNT` of the expiries index. A session written only by a version
+   * without the index is not in it (not counted, listed or collected) until
+   * its next write.
+   */
   async count(now: number): Promise<number> {
-    let live = 0;
-    for await (const keys of this.#scan('count')) {
-      // Issued together, so the driver pipelines them: one round trip per SCAN page.
-      const expiries = await Promise.all(keys.map((key) => this.#call('count', ['HGET', key, EXPIRES_FIELD], expiryReply)));
-      // undefined: the key went away since SCAN saw it.
-      for (const expiry of expiries) if (expiry !== undefined && expiry > now) live += 1;
-    }
-    return live;
+    return this.#call('count', ['ZCOUNT', this.#expiries, `(${now}`, '+inf'], integer);
   }
 
+  /**
+   * Pages of the expiries index in (expiry, id) order from a cursor (one
+   * script), each session then read with `HGETALL` (issued together, so the
+   * driver pipelines them): two round trips per {@link PAGE_SIZE} sessions.
+   * A touch during the walk moves a session ahead, where the walk may meet it
+   * again, so the ids listed are remembered (ids only, never sessions) and
+   * each session is listed once.
+   */
   async *entries(now: number): AsyncIterable<StoredEntry> {
-    for await (const keys of this.#scan('entries')) {
-      const sessions = await Promise.all(keys.map((key) => this.#call('entries', ['HGETALL', key], sessionReply)));
-      for (let i = 0; i < keys.length; i++) {
+    const listed = new Set<string>();
+    let cursor: ScoredId | undefined;
+    for (;;) {
+      const args = [String(now), cursor?.score ?? '', cursor?.sid ?? '', String(PAGE_SIZE)];
+      const page = await this.#eval('entries', ENTRIES_PAGE_SCRIPT, [this.#expiries], args, scoredIds);
+      const fresh = page.filter(({ sid }) => !listed.has(sid));
+      const sessions = await Promise.all(fresh.map(({ sid }) => this.#call('entries', ['HGETALL', this.#key(sid)], sessionReply)));
+      for (const [i, { sid }] of fresh.entries()) {
         const stored = sessions[i];
-        if (stored !== undefined && stored.expiresAt > now) yield { sid: this.#sid(keys[i]), ...stored };
+        if (stored === undefined || stored.expiresAt <= now) continue;
+        listed.add(sid);
+        yield { sid, ...stored };
       }
+      if (page.length < PAGE_SIZE) return;
+      cursor = page[page.length - 1];
     }
+  }
+
+  /**
+   * `ZRANGEBYSCORE` of the user's set (ids due after `now`), then `HGETALL` of
+   * each, pipelined: two round trips. A session is returned only if it is live
+   * at `now` and its stored user key still names `userId`; ids whose hash is
+   * gone or names someone else are dropped from the set (a third round trip,
+   * only when there are any).
+   */
+  async listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    const hash = userHash(userId);
+    const key = userKey(this.prefix, hash);
+    const sids = await this.#call('listByUser', ['ZRANGEBYSCORE', key, `(${now}`, '+inf'], strings);
+    const sessions = await Promise.all(sids.map((sid) => this.#call('listByUser', ['HGETALL', this.#key(sid)], sessionReply)));
+    const found: StoredEntry[] = [];
+    const stale: string[] = [];
+    for (const [i, sid] of sids.entries()) {
+      const stored = sessions[i];
+      if (stored === undefined || userFromJson(stored.values.get(USER_KEY)) !== userId) stale.push(sid);
+      else if (stored.expiresAt > now) found.push({ sid, ...stored });
+    }
+    if (stale.length > 0) {
+      await this.#eval('listByUser', PRUNE_USER_SCRIPT, [key, ...stale.map((sid) => this.#key(sid))], [hash, ...stale], integer);
+    }
+    return found;
   }
 
   async close(): Promise<void> {
@@ -201,28 +276,11 @@ export class RedisProvider implements Provider {
   }
 
   #key(sid: string): string {
-    return `${this.prefix}{${sid}}`;
+    return sessionKey(this.prefix, sid);
   }
 
-  #sid(key: string): string {
-    return key.slice(this.prefix.length + 1, -1);
-  }
-
-  /**
-   * SCAN pages of this prefix's keys. SCAN may repeat a key (while Redis resizes
-   * its table), so seen keys are remembered: ids only, never sessions.
-   */
-  async *#scan(operation: string): AsyncGenerator<string[]> {
-    const pattern = `${globEscape(this.prefix)}{*}`;
-    const seen = new Set<string>();
-    let cursor = '0';
-    do {
-      const page = await this.#call(operation, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(SCAN_COUNT)], scanReply);
-      cursor = page.cursor;
-      const fresh = page.keys.filter((key) => !seen.has(key));
-      for (const key of fresh) seen.add(key);
-      if (fresh.length > 0) yield fresh;
-    } while (cursor !== '0');
+  get #expiries(): string {
+    return expiriesKey(this.prefix);
   }
 
   /** EVALSHA, falling back to EVAL once when the server has not cached the script (restart, SCRIPT FLUSH). */
@@ -353,8 +411,8 @@ function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
 function adapt(client: NodeRedisClient | IORedisClient): Connection {
   const candidate = client as unknown as Record<string, unknown>;
   if (candidate === null || typeof candidate !== 'object') throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
-  // Cluster clients route by key and SCAN one node at a time: count()/entries() would
-  // miss sessions, and move() spans two slots.
+  // Cluster clients route by key: the scripts touch a session and index keys of
+  // other slots (expiries, a user's set), and move() spans two slots.
   if (typeof candidate.nodeClient === 'function' || candidate.isCluster === true) {
     throw new OptionError('[redis] option client is invalid: Redis Cluster clients are not supported');
   }
@@ -363,7 +421,7 @@ function adapt(client: NodeRedisClient | IORedisClient): Connection {
     return { send: (args) => redis.sendCommand(args), ready: () => redis.isReady };
   }
   if (typeof candidate.call === 'function' && typeof candidate.status === 'string') {
-    // ioredis prefixes the keys of commands but not SCAN's MATCH, so count()/entries() would break.
+    // ioredis prefixes the keys it sends but not the keys the scripts build (a user's set, sessions in gc).
     const keyPrefix = (candidate.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
     if (typeof keyPrefix === 'string' && keyPrefix !== '') {
       throw new OptionError('[redis] option client is invalid: an ioredis client with keyPrefix (use the option prefix instead)');
@@ -372,11 +430,6 @@ function adapt(client: NodeRedisClient | IORedisClient): Connection {
     return { send: (args) => io.call(args[0], args.slice(1)), ready: () => io.status === 'ready' };
   }
   throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
-}
-
-/** Escapes SCAN MATCH glob characters, so a prefix like `a*` matches only itself. */
-function globEscape(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 // ---- Replies -------------------------------------------------------------
@@ -456,17 +509,34 @@ function sessionReply(reply: unknown): StoredSession | undefined {
   return stored;
 }
 
-/** HGET of `m:e`: the expiry, or undefined when the key is gone. */
-function expiryReply(reply: unknown): number | undefined {
-  if (reply === null || reply === undefined) return undefined;
-  const expiry = timestamp(text(reply));
-  if (expiry === undefined) throw new UnexpectedReply('the m:e field is not a timestamp');
-  return expiry;
+/** A list of strings (ZRANGEBYSCORE). */
+function strings(reply: unknown): string[] {
+  if (!Array.isArray(reply)) throw wrongShape('a list', reply);
+  return reply.map(text);
 }
 
-function scanReply(reply: unknown): { cursor: string; keys: string[] } {
-  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) throw wrongShape('[cursor, keys] from SCAN', reply);
-  return { cursor: text(reply[0]), keys: reply[1].map(text) };
+/** A member of the expiries index with its score, as the server wrote it (the next page's cursor). */
+interface ScoredId {
+  sid: string;
+  score: string;
+}
+
+/** ENTRIES_PAGE_SCRIPT's flat [id, score, …] list. */
+function scoredIds(reply: unknown): ScoredId[] {
+  const list = strings(reply);
+  if (list.length % 2 !== 0) throw wrongShape('id/score pairs', reply);
+  const page: ScoredId[] = [];
+  for (let i = 0; i < list.length; i += 2) {
+    if (timestamp(list[i + 1]) === undefined) throw new UnexpectedReply('a score of the expiries index is not a timestamp');
+    page.push({ sid: list[i], score: list[i + 1] });
+  }
+  return page;
+}
+
+/** GC_SCRIPT's { how many it looked at, the collected ids… }. */
+function gcReply(reply: unknown): { looked: number; sids: string[] } {
+  if (!Array.isArray(reply) || reply.length === 0) throw wrongShape('a count and ids from the gc script', reply);
+  return { looked: integer(reply[0]), sids: reply.slice(1).map(text) };
 }
 
 function moveReply(reply: unknown): Map<string, string> | undefined | false {
