@@ -63,7 +63,7 @@ interface Store {
   provider: string;
   flags: string[];
   options: Record<string, unknown>;
-  /** What gc() removes of the expired sessions seeded (Redis deletes them by itself: 0). */
+  /** What gc() removes of the expired sessions seeded (every store: Redis deletes the hashes by TTL, gc trims its expiry index). */
   gcRemoves: number;
   cleanup: () => void;
 }
@@ -83,7 +83,7 @@ const stores: Array<[string, () => Store | string]> = [
     const url = process.env.REDIS_URL;
     if (!url) return 'no Redis server (REDIS_URL unset and redis-server not installed)';
     const prefix = `cli-${unique}:`;
-    return { provider: 'redis', flags: ['--provider', 'redis', '--url', url, '--prefix', prefix], options: { url, prefix }, gcRemoves: 0, cleanup: () => {} };
+    return { provider: 'redis', flags: ['--provider', 'redis', '--url', url, '--prefix', prefix], options: { url, prefix }, gcRemoves: EXPIRED, cleanup: () => {} };
   }],
   ['postgres', () => {
     const connectionString = process.env.DATABASE_URL;
