@@ -350,3 +350,13 @@ describe.each(['file', 'sqlite'])('session-manager CLI: sessions by user on a %s
     expect(await cliJson(['list', '--user', 'bob', ...flags])).toMatchObject({ sessions: [{ handle: handles.bob[0] }] });
   });
 });
+
+it('takes a handle or id that starts with "-" as the argument, not as a flag', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-cli-dash-'));
+  try {
+    const run = await cli(['show', '-nFMFvStJNZeuRYTseWSkysu9dpyXUPLoCFy9Bbffnc', '--provider', 'file', '--dir', dir]);
+    expect(run.code).toBe(4); // looked up (and not found), not a usage error
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -147,10 +147,23 @@ export function wantsJson(argv: readonly string[]): boolean {
 }
 
 /** Parses and checks the command line. `env` supplies REDIS_URL / DATABASE_URL. */
+/**
+ * Handles and ids are base64url, so one may start with "-" (`-nFMFv…`), which
+ * an option parser takes for a flag: the argument of show/destroy/destroy-user
+ * is marked as positional. (`--` before it works too.)
+ */
+function protectIds(argv: readonly string[]): string[] {
+  const args = [...argv];
+  const at = args.findIndex((arg) => arg === 'show' || arg === 'destroy' || arg === 'destroy-user');
+  const next = args[at + 1];
+  if (at === -1 || next === undefined || !/^-[A-Za-z0-9_-]{15,}$/.test(next) || next.startsWith('--')) return args;
+  return [...args.slice(0, at + 1), ...args.slice(at + 2), '--', next];
+}
+
 export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv): Parsed {
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: protectIds(argv), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     // parseArgs' messages name the flag ("Unknown option '--foo'"); keep only the first sentence.
     throw usage(String((error as Error).message).split('. ')[0].replace(/\.$/, ''));
