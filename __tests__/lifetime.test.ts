@@ -112,3 +112,22 @@ it('setLifetime refuses what is not a positive number of seconds or null', async
   expect((await request(server).get('/')).body).toEqual(Array(6).fill('TypeError'));
   await middleware.manager.close();
 });
+
+it('keys that start with NUL are the library\'s own: set() and delete() refuse them', async () => {
+  const server = express();
+  const middleware = sessions({ onError: () => undefined });
+  server.use(middleware);
+  server.get('/', (req, res) => {
+    const attempts = [() => req.session.set('\u0000lifetime', '1'), () => req.session.delete('\u0000user')].map((attempt) => {
+      try {
+        attempt();
+        return 'accepted';
+      } catch (err) {
+        return (err as Error).name;
+      }
+    });
+    res.json(attempts);
+  });
+  expect((await request(server).get('/')).body).toEqual(['TypeError', 'TypeError']);
+  await middleware.manager.close();
+});

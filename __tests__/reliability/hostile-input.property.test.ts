@@ -281,12 +281,17 @@ describe.each(EXPRESS_VERSIONS)('hostile ids on %s', (expressName, express) => {
 
 // --- 2. keys and values --------------------------------------------------------
 
-/** Arbitrary string keys: full Unicode and the names that trip plain objects or our own metadata. */
-const wellFormedKey = fc.oneof(
-  { weight: 4, arbitrary: fc.string({ unit: 'grapheme', maxLength: 24 }) },
-  { weight: 2, arbitrary: fc.string({ maxLength: 24 }) },
-  { weight: 1, arbitrary: fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', '', 'v:x', 'm:e', 'm:c', '\u0000', 'a\u0000b', '\\0', '\\', '$where', 'a.b') },
-);
+/**
+ * Arbitrary string keys: full Unicode and the names that trip plain objects or our own metadata.
+ * Keys that start with NUL are the library's own (lifetime, user) and refused by set(): left out here.
+ */
+const wellFormedKey = fc
+  .oneof(
+    { weight: 4, arbitrary: fc.string({ unit: 'grapheme', maxLength: 24 }) },
+    { weight: 2, arbitrary: fc.string({ maxLength: 24 }) },
+    { weight: 1, arbitrary: fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', '', 'v:x', 'm:e', 'm:c', 'm:u', 'a\u0000b', '\\0', '\\', '$where', 'a.b') },
+  )
+  .filter((key) => !key.startsWith('\u0000'));
 /** Keys holding a lone UTF-16 surrogate: valid JS strings (JSON.parse of "\ud800" yields one), not valid Unicode. */
 const loneSurrogateKey = fc
   .tuple(fc.string({ maxLength: 8 }), fc.integer({ min: 0xd800, max: 0xdfff }), fc.string({ maxLength: 8 }))
