@@ -76,6 +76,7 @@ const CREATE_ATTEMPTS = 3;
  * console.log(await manager.count(), 'users online');
  */
 // Typed events: a misspelt event name or a wrong payload is a type error.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface Manager {
   on<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;
   once<E extends keyof ManagerEvents>(event: E, listener: (payload: ManagerEvents[E]) => void): this;

@@ -101,14 +101,7 @@ export class ResponseGate {
     const below = {} as Record<Routed, AnyMethod>;
     for (const method of ROUTED) {
       below[method] = res[method] as AnyMethod;
-      const gate = this;
-      Object.defineProperty(res, method, {
-        configurable: true,
-        writable: true,
-        value: function (this: ServerResponse, ...args: Args): unknown {
-          return gate.call(method, args);
-        },
-      });
+      Object.defineProperty(res, method, { configurable: true, writable: true, value: (...args: Args): unknown => this.call(method, args) });
     }
     this.#below = below;
   }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parse as parseCookies, serialize as serializeCookie, type SerializeOptions } from 'cookie';
+import { serialize as serializeCookie, type SerializeOptions } from 'cookie';
 import { sign, unsign } from 'cookie-signature';
 import { MIN_SECRET_LENGTH, SESSION_ID_PATTERN, type ResolvedOptions, type Transport } from './options';
 
