@@ -2,7 +2,7 @@
 // with skipLibCheck: false: a native app, and one with @types/express-session
 // installed next to session-manager (its one-line switch set).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -55,6 +55,38 @@ describe('published types', () => {
 
   it('coexist with @types/express-session', () => {
     expect(compile('app.ts')).toBe('');
+  }, 60_000);
+
+  it('compile where no driver (nor its types) is installed: a consumer outside any node_modules, skipLibCheck false', () => {
+    // Only Node's own types are reachable from here: a declaration that imports redis, pg, ioredis or better-sqlite3 fails.
+    const typeRoot = join(declarations, 'types');
+    mkdirSync(typeRoot, { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules', '@types', 'node'), join(typeRoot, 'node'), 'dir');
+    writeFileSync(
+      join(declarations, 'consumer.ts'),
+      [
+        "import { createServer } from 'node:http';",
+        "import { sessions, RedisProvider, PostgresProvider, SqliteProvider, type SessionRequest } from './index';",
+        'const middleware = sessions();',
+        "createServer((req, res) => middleware(req, res, () => res.end(String((req as SessionRequest).session.get('n')))));",
+        'export const kinds = [RedisProvider, PostgresProvider, SqliteProvider];',
+      ].join('\n'),
+    );
+    const config = join(declarations, 'tsconfig.nodrivers.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        compilerOptions: { strict: true, skipLibCheck: false, noEmit: true, module: 'commonjs', target: 'ES2022', moduleResolution: 'node', types: ['node'], typeRoots: [typeRoot] },
+        files: [join(declarations, 'consumer.ts')],
+      }),
+    );
+    let output = '';
+    try {
+      execFileSync(TSC, ['-p', config], { encoding: 'utf8' });
+    } catch (err) {
+      output = String((err as { stdout?: string }).stdout);
+    }
+    expect(output).toBe('');
   }, 60_000);
 
   it('clash with @types/express-session without the switch (so the switch is what makes them coexist)', () => {
