@@ -3,9 +3,13 @@ import { resolve } from 'node:path';
 /** The servers the benchmark compares, and what the runner tells each of them. */
 export const MODES = [
   'bare',
+  'floor',
   'express-session',
   'express-session+memorystore',
   'express-session+connect-redis',
+  'express-session+better-sqlite3-session-store',
+  'express-session+connect-pg-simple',
+  'express-session+session-file-store',
   'session-manager:memory',
   'session-manager:file',
   'session-manager:sqlite',
@@ -17,6 +21,30 @@ export type Mode = (typeof MODES)[number];
 
 export function isMode(value: unknown): value is Mode {
   return (MODES as readonly unknown[]).includes(value);
+}
+
+/**
+ * Kept in every run, whatever --modes says: the ratios need them. `floor` is
+ * the least a signed-cookie session middleware can do (bench/server.ts).
+ */
+export const REFERENCE_MODES = ['bare', 'floor', 'express-session'] as const satisfies readonly Mode[];
+
+/** Each session-manager provider and its express-session counterpart on the same kind of store. */
+export const TWINS = {
+  'session-manager:memory': 'express-session',
+  'session-manager:file': 'express-session+session-file-store',
+  'session-manager:sqlite': 'express-session+better-sqlite3-session-store',
+  'session-manager:redis': 'express-session+connect-redis',
+  'session-manager:postgres': 'express-session+connect-pg-simple',
+} as const satisfies Partial<Record<Mode, Mode>>;
+export type TwinnedMode = keyof typeof TWINS;
+
+/** The modes that need the bench's Redis or PostgreSQL server. */
+export function usesRedis(mode: Mode): boolean {
+  return mode === 'session-manager:redis' || mode === 'express-session+connect-redis';
+}
+export function usesPostgres(mode: Mode): boolean {
+  return mode === 'session-manager:postgres' || mode === 'express-session+connect-pg-simple';
 }
 
 /** The stores whose heap per session is measured in-process (bench/heap.ts). */

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { discard, startPostgres, startRedis, type PgServer, type RedisServer } from '../__tests__/support/services';
 import { login, measure, startServer } from './load';
-import { isMode, type BenchConfig } from './modes';
+import { isMode, usesPostgres, usesRedis, type BenchConfig } from './modes';
 
 const ROOT = join(__dirname, '..');
 const OUT = join(__dirname, 'results', 'profiles');
@@ -192,8 +192,8 @@ async function profileServer(mode: string, route: string, seconds: number): Prom
   let postgres: PgServer | undefined;
   let run: Run | undefined;
   try {
-    if (mode.endsWith('redis')) config.redisUrl = (redis = await startRedis()).url;
-    if (mode.endsWith('postgres')) config.postgresUrl = (postgres = await startPostgres()).url;
+    if (usesRedis(mode)) config.redisUrl = (redis = await startRedis()).url;
+    if (usesPostgres(mode)) config.postgresUrl = (postgres = await startPostgres()).url;
     const server = await startServer(mode, config, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
     try {
       const cookies = await login(server.port, 1000, mode !== 'bare');

@@ -1,6 +1,6 @@
 /** Turns the raw results of a run into medians, target verdicts and the markdown table. */
 import type { LoadResult } from './load';
-import { MODES, type Mode } from './modes';
+import { MODES, TWINS, type Mode, type TwinnedMode } from './modes';
 
 export const PATHS = ['/read', '/rmw'] as const;
 export type Path = (typeof PATHS)[number];
@@ -20,12 +20,19 @@ export interface RawResults {
   expiry: Record<string, Record<string, unknown> | string>;
 }
 
+type Key = Path | '/login';
+
 export interface ModeSummary {
-  rps: Partial<Record<Path | '/login', number>>;
-  p99: Partial<Record<Path | '/login', number>>;
-  /** Median of the per-round ratios. */
-  toBare: Partial<Record<Path | '/login', number>>;
-  toExpressSession: Partial<Record<Path | '/login', number>>;
+  rps: Partial<Record<Key, number>>;
+  p99: Partial<Record<Key, number>>;
+  /** Throughput ratios, each the median of the per-round ratios. */
+  toBare: Partial<Record<Key, number>>;
+  toFloor: Partial<Record<Key, number>>;
+  toExpressSession: Partial<Record<Key, number>>;
+  /** A session-manager provider against its express-session twin on the same store (TWINS). */
+  toTwin: Partial<Record<Key, number>>;
+  /** p99 latency ÷ the floor's p99, median of the per-round ratios. */
+  p99ToFloor: Partial<Record<Key, number>>;
   /** Requests that failed or answered non-2xx, over all rounds. */
   failures: number;
 }
@@ -43,24 +50,44 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/** The measurements of one route, round by round. */
+export function roundsOf(raw: RawResults, key: Key): Partial<Record<Mode, LoadResult>>[] {
+  if (key === '/login') return raw.creation;
+  return raw.rounds.map((round) => Object.fromEntries(Object.entries(round).flatMap(([mode, byPath]) => (byPath[key] ? [[mode, byPath[key]]] : []))));
+}
+
+/** `mode` ÷ `reference` in each round both ran in, then the median; NaN when no round had both. */
+export function ratioWithin(rounds: Partial<Record<Mode, LoadResult>>[], mode: Mode, reference: Mode, pick: (run: LoadResult) => number = (run) => run.rps): number {
+  return median(
+    rounds.flatMap((round) => {
+      const run = round[mode];
+      const base = round[reference];
+      return run && base && pick(base) > 0 ? [pick(run) / pick(base)] : [];
+    }),
+  );
+}
+
+const isTwinned = (mode: Mode): mode is TwinnedMode => mode in TWINS;
+
 /** Medians per mode; ratios are taken within each round, then their median. */
 export function summarise(raw: RawResults): Partial<Record<Mode, ModeSummary>> {
   const summary: Partial<Record<Mode, ModeSummary>> = {};
-  const series = (rounds: Partial<Record<Mode, LoadResult>>[], key: Path | '/login'): void => {
+  const series = (rounds: Partial<Record<Mode, LoadResult>>[], key: Key): void => {
     for (const mode of MODES) {
       const runs = rounds.map((round) => round[mode]).filter((run): run is LoadResult => run !== undefined);
       if (runs.length === 0) continue;
-      const entry = (summary[mode] ??= { rps: {}, p99: {}, toBare: {}, toExpressSession: {}, failures: 0 });
+      const entry = (summary[mode] ??= { rps: {}, p99: {}, toBare: {}, toFloor: {}, toExpressSession: {}, toTwin: {}, p99ToFloor: {}, failures: 0 });
       entry.rps[key] = median(runs.map((run) => run.rps));
       entry.p99[key] = median(runs.map((run) => run.p99));
       entry.failures += runs.reduce((sum, run) => sum + run.errors + run.non2xx, 0);
-      const ratio = (reference: Mode): number =>
-        median(rounds.flatMap((round) => (round[mode] && round[reference] ? [round[mode]!.rps / round[reference]!.rps] : [])));
-      entry.toBare[key] = ratio('bare');
-      entry.toExpressSession[key] = ratio('express-session');
+      entry.toBare[key] = ratioWithin(rounds, mode, 'bare');
+      entry.toFloor[key] = ratioWithin(rounds, mode, 'floor');
+      entry.toExpressSession[key] = ratioWithin(rounds, mode, 'express-session');
+      if (isTwinned(mode)) entry.toTwin[key] = ratioWithin(rounds, mode, TWINS[mode]);
+      entry.p99ToFloor[key] = ratioWithin(rounds, mode, 'floor', (run) => run.p99);
     }
   };
-  for (const path of PATHS) series(raw.rounds.map((round) => Object.fromEntries(Object.entries(round).flatMap(([mode, byPath]) => (byPath[path] ? [[mode, byPath[path]]] : [])))), path);
+  for (const path of PATHS) series(roundsOf(raw, path), path);
   series(raw.creation, '/login');
   return summary;
 }
@@ -70,14 +97,43 @@ const fixed = (value: number | undefined, digits = 0): string => (value === unde
 /** Every target of the brief, measured in this run; `pass` is undefined when it could not be measured. */
 export function verdicts(raw: RawResults, summary: Partial<Record<Mode, ModeSummary>>): Verdict[] {
   const list: Verdict[] = [];
-  const ratioTarget = (mode: Mode, path: Path, minimum: number): void => {
-    const value = summary[mode]?.toBare[path];
-    const known = value !== undefined && !Number.isNaN(value);
-    list.push({ target: `${mode} ${path} ÷ bare ≥ ${minimum.toFixed(2)}`, measured: known ? value.toFixed(3) : (raw.skipped[mode] ?? 'not measured'), pass: known ? value >= minimum : undefined });
+  const known = (value: number | undefined): value is number => value !== undefined && !Number.isNaN(value);
+  /** Why a comparison of `modes` has no value: the first one skipped, else not run. */
+  const missing = (...modes: Mode[]): string => modes.map((mode) => (raw.skipped[mode] ? `${mode}: ${raw.skipped[mode]}` : summary[mode] ? '' : `${mode} not run`)).find((reason) => reason !== '') ?? 'not measured';
+  const atLeast = (target: string, value: number | undefined, minimum: number, modes: Mode[], exclusive = false): void => {
+    list.push({
+      target: `${target} ${exclusive ? '>' : '≥'} ${minimum.toFixed(2)}`,
+      measured: known(value) ? value.toFixed(3) : missing(...modes),
+      pass: known(value) ? (exclusive ? value > minimum : value >= minimum) : undefined,
+    });
   };
-  ratioTarget('session-manager:memory', '/read', 0.9);
-  ratioTarget('session-manager:memory', '/rmw', 0.85);
-  ratioTarget('session-manager:redis', '/rmw', 0.7);
+
+  // The floor: the least a signed-cookie session middleware can do (bench/server.ts).
+  atLeast('session-manager:memory /read ÷ floor', summary['session-manager:memory']?.toFloor['/read'], 0.95, ['session-manager:memory', 'floor']);
+  atLeast('session-manager:memory /rmw ÷ floor', summary['session-manager:memory']?.toFloor['/rmw'], 0.9, ['session-manager:memory', 'floor']);
+  atLeast('session-manager:redis /rmw ÷ floor', summary['session-manager:redis']?.toFloor['/rmw'], 0.9, ['session-manager:redis', 'floor']);
+  for (const path of PATHS) {
+    atLeast(`session-manager:memory ${path} ÷ session-manager:redis`, ratioWithin(roundsOf(raw, path), 'session-manager:memory', 'session-manager:redis'), 1, ['session-manager:memory', 'session-manager:redis'], true);
+  }
+
+  // Each persistent provider against its express-session twin on the same store.
+  for (const mode of (Object.keys(TWINS) as TwinnedMode[]).filter((each) => each !== 'session-manager:memory')) {
+    for (const path of PATHS) atLeast(`${mode} ${path} ÷ ${TWINS[mode]}`, summary[mode]?.toTwin[path], 1.5, [mode, TWINS[mode]]);
+  }
+
+  // Tail latency against the floor's.
+  for (const mode of ['session-manager:memory', 'session-manager:redis'] as const) {
+    for (const path of PATHS) {
+      const ratio = summary[mode]?.p99ToFloor[path];
+      const ours = summary[mode]?.p99[path];
+      const floor = summary.floor?.p99[path];
+      list.push({
+        target: `${mode} ${path} p99 ≤ 1.20 × floor's p99`,
+        measured: known(ratio) ? `${fixed(ours)} ms vs ${fixed(floor)} ms (${ratio.toFixed(2)}×)` : missing(mode, 'floor'),
+        pass: known(ratio) ? ratio <= 1.2 : undefined,
+      });
+    }
+  }
 
   const heap = raw.heap['session-manager:memory'];
   list.push({
@@ -125,24 +181,56 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
   lines.push('');
 
   lines.push('## Targets', '', '| target | measured | result |', '| --- | --- | --- |');
-  for (const check of checks) lines.push(`| ${check.target} | ${check.measured} | ${check.pass === undefined ? 'NOT MEASURED' : check.pass ? 'PASS' : 'MISS'} |`);
+  for (const check of checks) lines.push(`| ${check.target} | ${oneLine(check.measured)} | ${check.pass === undefined ? 'NOT MEASURED' : check.pass ? 'PASS' : 'MISS'} |`);
   lines.push('');
 
   lines.push('## Throughput and latency (medians)', '');
-  lines.push('| mode | /read req/s | p99 ms | ÷ bare | ÷ express-session | /rmw req/s | p99 ms | ÷ bare | ÷ express-session | POST /login req/s | ÷ express-session | failed requests |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push(
+    '`floor` is Express plus one middleware doing the least any signed-cookie session middleware must do: find the cookie, verify its signature ' +
+      '(cookie-signature, the same secret), look the id up in a Map (a write puts the entry back; a new session gets its id and Set-Cookie on its first write). ' +
+      '÷ floor is the distance to the physical limit of this design; `bare` (no sessions) is the ceiling of Express itself.',
+    '',
+  );
+  lines.push('| mode | /read req/s | p99 ms | ÷ floor | ÷ bare | ÷ express-session | /rmw req/s | p99 ms | ÷ floor | ÷ bare | ÷ express-session | POST /login req/s | ÷ floor | ÷ express-session | failed requests |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const mode of MODES) {
     const entry = summary[mode];
     if (entry === undefined) {
-      lines.push(`| ${mode} | skipped: ${raw.skipped[mode] ?? 'not run'} |||||||||||`);
+      lines.push(`| ${mode} | skipped: ${oneLine(raw.skipped[mode] ?? 'not run')} ||||||||||||||`);
       continue;
     }
     const cells: string[] = [mode];
-    for (const path of PATHS) cells.push(fixed(entry.rps[path]), fixed(entry.p99[path]), fixed(entry.toBare[path], 3), fixed(entry.toExpressSession[path], 3));
-    cells.push(fixed(entry.rps['/login']), fixed(entry.toExpressSession['/login'], 3), String(entry.failures));
+    for (const path of PATHS) cells.push(fixed(entry.rps[path]), fixed(entry.p99[path]), fixed(entry.toFloor[path], 3), fixed(entry.toBare[path], 3), fixed(entry.toExpressSession[path], 3));
+    cells.push(fixed(entry.rps['/login']), fixed(entry.toFloor['/login'], 3), fixed(entry.toExpressSession['/login'], 3), String(entry.failures));
     lines.push(`| ${cells.join(' | ')} |`);
   }
   lines.push('');
+
+  lines.push('## session-manager against express-session on the same store (same run; ratios taken within each round, medians)', '');
+  lines.push('| provider | express-session twin | /read ÷ twin | /rmw ÷ twin | POST /login ÷ twin | /read p99 ms (ours / twin) | /rmw p99 ms (ours / twin) |');
+  lines.push('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const mode of Object.keys(TWINS) as TwinnedMode[]) {
+    const twin = TWINS[mode];
+    const ours = summary[mode];
+    const theirs = summary[twin];
+    if (ours === undefined || theirs === undefined) {
+      const absent = ours === undefined ? mode : twin;
+      lines.push(`| ${mode} | ${twin} | ${absent} ${raw.skipped[absent] ? `skipped: ${oneLine(raw.skipped[absent]!)}` : 'not run'} |||||`);
+      continue;
+    }
+    lines.push(
+      `| ${mode} | ${twin} | ${fixed(ours.toTwin['/read'], 3)} | ${fixed(ours.toTwin['/rmw'], 3)} | ${fixed(ours.toTwin['/login'], 3)} | ` +
+        `${fixed(ours.p99['/read'])} / ${fixed(theirs.p99['/read'])} | ${fixed(ours.p99['/rmw'])} / ${fixed(theirs.p99['/rmw'])} |`,
+    );
+  }
+  lines.push(
+    '',
+    'Set-up of the twins (bench/server.ts): each as its README shows, on the same kind of store as our provider in the run — better-sqlite3-session-store on a new ' +
+      "sqlite file opened in WAL mode as our provider opens its own; connect-pg-simple on the bench's PostgreSQL (its own pg pool, table created if missing); " +
+      "session-file-store in a new temp dir (its writes go through write-file-atomic, which fsyncs every file and has no switch in the store; our file provider runs with its default `fsync: false`); connect-redis on the bench's Redis. " +
+      'express-session runs with resave: false, saveUninitialized: false, so an unchanged session costs a store `touch` per request where the store has one.',
+    '',
+  );
 
   lines.push(`## Lost updates (${raw.lostUpdateKeys} concurrent \`GET /set/k<i>\` of one session, keys surviving per trial)`, '', '| mode | surviving |', '| --- | --- |');
   for (const mode of MODES.filter((each) => each !== 'bare')) {
@@ -179,10 +267,15 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
   const skipped = Object.entries(raw.skipped);
   if (skipped.length > 0) {
     lines.push('## Skipped', '');
-    for (const [mode, reason] of skipped) lines.push(`- ${mode}: ${reason.replace(/\s+/g, ' ').slice(0, 400)}`);
+    for (const [mode, reason] of skipped) lines.push(`- ${mode}: ${oneLine(reason)}`);
     lines.push('');
   }
   return lines.join('\n');
+}
+
+/** A reason fit for one table cell or list item. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 400);
 }
 
 function mb(bytes: unknown): string {

@@ -4,10 +4,15 @@
  *
  *   npm run bench               full: 10 s per measurement, 3 rounds
  *   npm run bench -- --quick    quick: 3 s per measurement, 2 rounds
- *   npm run bench -- --modes bare,session-manager:memory   only these modes (bare and express-session are always kept: the ratios need them)
+ *   npm run bench -- --modes floor,session-manager:sqlite,express-session+better-sqlite3-session-store   only these modes (bare, floor and express-session are always kept: the ratios need them)
  *   BENCH_LIB=/tmp/candidate/lib/index.ts npm run bench -- --quick   measure a copy of lib/ with a candidate change
  *
  * A run restricted by --modes or BENCH_LIB writes only its timestamped `-partial` files, never latest.*.
+ *
+ * Every mode is compared with `floor` (the least a signed-cookie session
+ * middleware can do, bench/server.ts) and every session-manager provider with
+ * its express-session twin on the same store (bench/modes.ts TWINS), within
+ * each round.
  *
  * Writes bench/results/latest.{md,json} and a timestamped copy, and prints the table.
  */
@@ -18,7 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { discard, startPostgres, startRedis, type PgServer, type RedisServer } from '../__tests__/support/services';
 import { login, lostUpdates, measure, send, startServer, type RunningServer } from './load';
-import { HEAP_STORES, isMode, MODES, type BenchConfig, type Mode } from './modes';
+import { HEAP_STORES, isMode, MODES, REFERENCE_MODES, usesPostgres, usesRedis, type BenchConfig, type Mode } from './modes';
 import { markdown, PATHS, summarise, verdicts, type RawResults } from './report';
 
 const run = promisify(execFile);
@@ -47,7 +52,7 @@ function selectedModes(): Mode[] {
   if (modesArg < 0) return [...MODES];
   const wanted = (args[modesArg + 1] ?? '').split(',');
   for (const mode of wanted) if (!isMode(mode)) throw new Error(`unknown mode ${mode}; modes: ${MODES.join(', ')}`);
-  return MODES.filter((mode) => mode === 'bare' || mode === 'express-session' || wanted.includes(mode));
+  return MODES.filter((mode) => (REFERENCE_MODES as readonly Mode[]).includes(mode) || wanted.includes(mode));
 }
 
 function log(message: string): void {
@@ -64,7 +69,21 @@ function packageVersion(name: string): string {
 
 function environment(): Record<string, unknown> {
   const own = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const names = ['express', 'express-session', 'memorystore', 'connect-redis', 'redis', 'pg', 'better-sqlite3', 'autocannon', 'ts-node'];
+  const names = [
+    'express',
+    'express-session',
+    'memorystore',
+    'connect-redis',
+    'better-sqlite3-session-store',
+    'connect-pg-simple',
+    'session-file-store',
+    'cookie-signature',
+    'redis',
+    'pg',
+    'better-sqlite3',
+    'autocannon',
+    'ts-node',
+  ];
   return {
     date: new Date().toISOString(),
     command: `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}  (= ts-node --transpile-only bench/run.ts${args.length > 0 ? ` ${args.join(' ')}` : ''})`,
@@ -138,8 +157,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', interrupted);
 
   try {
-    const needsRedis = modes.some((mode) => mode.endsWith('redis'));
-    const needsPostgres = modes.includes('session-manager:postgres');
+    const needsRedis = modes.some(usesRedis);
+    const needsPostgres = modes.some(usesPostgres);
     await Promise.all([
       needsRedis &&
         startRedis().then(
