@@ -1,6 +1,10 @@
 import { OutgoingMessage, ServerResponse, type IncomingMessage } from 'node:http';
 
-/** The calls of the app that the gate routes (`guard` = setHeader/appendHeader/removeHeader). */
+/**
+ * The calls of an app's response that the table covers. `guard` is
+ * setHeader/appendHeader/removeHeader: Node's own methods, which answer from
+ * the state the gate shows Node (see `#enter`).
+ */
 export type GateCall = 'writeHead' | 'write' | 'end' | 'flushHeaders' | 'guard';
 
 /**
@@ -60,9 +64,12 @@ type Args = unknown[];
 type AnyMethod = (this: ServerResponse, ...args: Args) => unknown;
 type Routed = 'writeHead' | 'write' | 'end' | 'flushHeaders';
 const ROUTED: readonly Routed[] = ['writeHead', 'write', 'end', 'flushHeaders'];
-const GUARDED = ['setHeader', 'appendHeader', 'removeHeader'] as const;
-const HELD: ReadonlySet<GateState> = new Set(['headed', 'writing', 'ending', 'finishing']);
 const ENDED: ReadonlySet<GateState> = new Set(['ending', 'finishing']);
+
+/** The two fields behind Node's own answers: `headersSent` is `!!_header`, `writableEnded` is `finished`. */
+type NodeState = ServerResponse & { _header: string | null; finished: boolean };
+/** What `_header` holds while the app's headers are held: Node never sends it (every path that would is routed here). */
+const HELD_HEADER = 'HTTP/1.1 000 held by session-manager\r\n\r\n';
 
 /**
  * Holds a response back until its session is committed, while the app sees
@@ -84,7 +91,8 @@ export class ResponseGate {
   #head: Args | undefined;
   #queued: Array<[Routed, Args]> | undefined;
   #pendingEnd: Args | undefined;
-  #restoreGuards: (() => void) | undefined;
+  /** What the gate set on Node's fields to show the app a sent/ended response, to be undone before Node sends. */
+  #shown: { header: boolean; finished: boolean } | undefined;
   #restoreSocket: (() => void) | undefined;
   /** A `socket.destroy()` asked for while the response was held (finalhandler, after an error). */
   #deferredDestroy: { err?: unknown } | undefined;
@@ -121,7 +129,7 @@ export class ResponseGate {
       case 'open':
       case 'headed':
         if (method === 'writeHead') {
-          if (this.#state === 'headed') return rejectLate(res, 'writeHead', args);
+          if (this.#state === 'headed') return this.#forward(method, args); // Node's own ERR_HTTP_HEADERS_SENT
           this.#recordHead(args);
           this.#enter('headed');
           return res;
@@ -136,7 +144,7 @@ export class ResponseGate {
         this.#startCommit('writing');
         return false; // ask streams to wait for 'drain' until the commit is done
       case 'writing':
-        if (method === 'writeHead') return rejectLate(res, 'writeHead', args);
+        if (method === 'writeHead') return this.#forward(method, args); // Node's own ERR_HTTP_HEADERS_SENT
         if (method === 'end') {
           this.#pendingEnd = args;
           this.#enter('ending');
@@ -146,8 +154,10 @@ export class ResponseGate {
         return false;
       case 'ending':
       case 'finishing':
+        // Node sees an ended response and answers as it would after a real end (its errors, its timing).
+        // flushHeaders would send the held header: there is nothing left to flush anyway.
         if (method === 'flushHeaders') return undefined;
-        return rejectLate(res, method, args);
+        return this.#forward(method, args);
     }
   }
 
@@ -249,16 +259,38 @@ export class ResponseGate {
     }
   }
 
+  /**
+   * Enters a held state. The app is shown Node's own state for what it has
+   * done (headers sent, response ended) by Node's own two fields, so
+   * `headersSent`, `writableEnded`, `finished` and every late call
+   * (`setHeader`, `writeHead`, `write`, `end`) answer exactly as Node would.
+   */
   #enter(state: GateState): void {
     this.#state = state;
-    this.#restoreGuards ??= installGuards(this.#res, () => this.#state);
-    if (ENDED.has(state)) this.#restoreSocket ??= this.#holdSocketDestroy();
+    const res = this.#res as NodeState;
+    if (!(res instanceof OutgoingMessage)) return; // HTTP/2's compatibility response keeps its state elsewhere
+    const shown = (this.#shown ??= { header: false, finished: false });
+    if (res._header === null) {
+      res._header = HELD_HEADER;
+      shown.header = true;
+    }
+    if (ENDED.has(state) && !res.finished) {
+      res.finished = true;
+      shown.finished = true;
+      this.#restoreSocket ??= this.#holdSocketDestroy();
+    }
   }
 
+  /** Leaves the held states: Node's fields go back to what is true on the wire before anything is sent. */
   #leaveHeld(state: GateState): void {
     this.#state = state;
-    this.#restoreGuards?.();
-    this.#restoreGuards = undefined;
+    const shown = this.#shown;
+    if (shown) {
+      const res = this.#res as NodeState;
+      if (shown.header) res._header = null;
+      if (shown.finished) res.finished = false;
+      this.#shown = undefined;
+    }
     this.#restoreSocket?.();
     this.#restoreSocket = undefined;
   }
@@ -306,61 +338,6 @@ function applyHeadHeaders(res: ServerResponse, obj: unknown): void {
     // Copied: Node keeps the very array, and the session cookie must not be pushed into the app's.
     for (const [name, value] of Object.entries(obj)) if (name) res.setHeader(name, Array.isArray(value) ? [...(value as string[])] : (value as string));
   }
-}
-
-/**
- * Own `headersSent`, `finished` (so `writableEnded`) and header-method guards
- * that show the app a held response as sent/ended, answering as Node would.
- * Returns what puts the response back as it was.
- */
-function installGuards(res: ServerResponse, state: () => GateState): () => void {
-  const saved = ['headersSent', 'finished', ...GUARDED].map((name) => [name, Object.getOwnPropertyDescriptor(res, name)] as const);
-  const proto = Object.getPrototypeOf(res) as object;
-  const ownFinished = saved[1][1];
-  let finished = ownFinished && 'value' in ownFinished ? (ownFinished.value as boolean) : undefined;
-  const realFinished = (): boolean => finished ?? (Reflect.get(proto, 'finished', res) as boolean);
-  Object.defineProperties(res, {
-    headersSent: { configurable: true, get: () => HELD.has(state()) || (Reflect.get(proto, 'headersSent', res) as boolean) },
-    finished: {
-      configurable: true,
-      get: () => ENDED.has(state()) || realFinished(),
-      set: (value: boolean) => (finished = value),
-    },
-  });
-  for (const name of GUARDED) {
-    const below = res[name] as AnyMethod;
-    Object.defineProperty(res, name, {
-      configurable: true,
-      writable: true,
-      value: function (this: ServerResponse, ...args: Args): unknown {
-        return HELD.has(state()) ? rejectLate(res, name, args) : below.apply(res, args);
-      },
-    });
-  }
-  return () => {
-    for (const [name, descriptor] of saved) {
-      if (name === 'finished' && descriptor && 'value' in descriptor) Object.defineProperty(res, name, { ...descriptor, value: finished });
-      else if (descriptor) Object.defineProperty(res, name, descriptor);
-      else delete (res as unknown as Record<string, unknown>)[name];
-    }
-  };
-}
-
-/**
- * A call that comes after the app's headers or body "went out": Node's own
- * method, run on a stand-in that has Node's state for a sent (and ended)
- * response, so the error, its timing and the return value are Node's.
- */
-function rejectLate(res: ServerResponse, method: Routed | (typeof GUARDED)[number], args: Args): unknown {
-  const standIn = Object.create(res, { _header: { value: '\r\n' }, finished: { value: true } }) as ServerResponse;
-  if (method === 'end' && (args.length === 0 || typeof args[0] === 'function' || args[0] === null || args[0] === undefined)) {
-    const callback = args.find((arg) => typeof arg === 'function') as (() => void) | undefined;
-    if (callback) res.once('finish', callback); // Node calls it once the (held) response has finished
-    return res;
-  }
-  const own = method === 'writeHead' ? ServerResponse.prototype.writeHead : (OutgoingMessage.prototype[method as keyof OutgoingMessage] as AnyMethod);
-  const result = (own as AnyMethod).apply(standIn, args);
-  return result === standIn ? res : result;
 }
 
 /** A response that is never sent, to let Node validate `writeHead` arguments. */
