@@ -468,8 +468,19 @@ const HANDLE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
  * and 256 random bits need no key to be safe from guessing.
  */
 export function storageKey(sid: string): string {
-  return createHash('sha256').update(sid).digest('base64url');
+  let key = recentKeys.get(sid);
+  if (key === undefined) {
+    key = createHash('sha256').update(sid).digest('base64url');
+    // Returning visitors skip the hash; the oldest entry goes first.
+    if (recentKeys.size >= RECENT_KEYS) recentKeys.delete(recentKeys.keys().next().value!);
+    recentKeys.set(sid, key);
+  }
+  return key;
 }
+
+/** Ids hashed lately: a returning visitor's request costs a Map lookup, not a SHA-256. */
+const recentKeys = new Map<string, string>();
+const RECENT_KEYS = 10_000;
 
 /** The short tag events and logs carry: the start of the storage key. */
 function eventId(key: string): string {
