@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, ProviderError, SessionError } from './errors';
 import { resolveOptions, SESSION_ID_PATTERN, type ProviderChoice, type ResolvedOptions, type SessionOptions } from './options';
-import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './providers/provider';
+import { USER_KEY, userFromJson, type Provider, type StoredEntry, type StoredSession } from './providers/provider';
 import type { SessionDataRecord } from './session';
 import { resolveProvider } from './providers/registry';
 
@@ -436,10 +436,9 @@ function takeReserved(values: Map<string, string>): { idleMs?: number; userId?: 
   values.delete(LIFETIME_KEY);
   values.delete(USER_KEY);
   const idleMs = lifetime === undefined ? undefined : Number(lifetime);
-  const userId = user === undefined ? undefined : (JSON.parse(user) as unknown);
   return {
     idleMs: idleMs !== undefined && Number.isFinite(idleMs) && idleMs > 0 ? idleMs : undefined,
-    userId: typeof userId === 'string' ? userId : undefined,
+    userId: userFromJson(user),
   };
 }
 

@@ -4,7 +4,7 @@ import { link, mkdir, open, opendir, readdir, readFile, rename, rmdir, stat, unl
 import { join, resolve } from 'node:path';
 import { errorCode, errorMessage, OptionError, ProviderError } from '../errors';
 import { FileLocks } from './file-lock';
-import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
+import { USER_KEY, userOf, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { valuesFromObject, valuesToObject } from './values-codec';
 
 /** Options of {@link FileProvider} (also its `providerOptions` under the name `'file'`). */
@@ -527,17 +527,6 @@ function hashId(sid: string): string {
   return createHash('sha256').update(sid, 'utf8').digest('hex');
 }
 
-/** The user a session's values name: the string whose JSON is stored under `USER_KEY`, else `undefined`. */
-function userOf(values: ReadonlyMap<string, string>): string | undefined {
-  const json = values.get(USER_KEY);
-  if (json === undefined) return undefined;
-  try {
-    const user: unknown = JSON.parse(json);
-    return typeof user === 'string' ? user : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function encodeRecord(record: FileRecord): string {
   const { sid, createdAt, expiresAt, values } = record;

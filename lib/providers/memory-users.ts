@@ -1,5 +1,3 @@
-import { USER_KEY } from './provider';
-
 const SHARDS = 16;
 
 /**
@@ -69,18 +67,4 @@ export class UserIndex {
   }
 }
 
-/** The user a session's values name: the string that the JSON text under {@link USER_KEY} holds, else `undefined`. */
-export function userOf(values: ReadonlyMap<string, string>): string | undefined {
-  return userFromJson(values.get(USER_KEY));
-}
 
-/** The user id in the JSON text stored under {@link USER_KEY}; `undefined` when absent or not a JSON string. */
-export function userFromJson(json: string | undefined): string | undefined {
-  if (json === undefined) return undefined;
-  try {
-    const user: unknown = JSON.parse(json);
-    return typeof user === 'string' ? user : undefined;
-  } catch {
-    return undefined;
-  }
-}

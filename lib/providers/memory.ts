@@ -1,8 +1,8 @@
 import { OptionError } from '../errors';
 import { ExpiryHeap, secondOf } from './expiry-heap';
-import { UserIndex, userFromJson, userOf } from './memory-users';
+import { UserIndex } from './memory-users';
 import { Probation } from './probation';
-import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
+import { USER_KEY, userFromJson, userOf, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { ShardedMap } from './sharded-map';
 
 /** Options of the memory provider. */

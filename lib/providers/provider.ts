@@ -138,6 +138,22 @@ export interface Provider {
  */
 export const USER_KEY = '\u0000user';
 
+/** The user id in JSON text stored under {@link USER_KEY}; `undefined` when absent or not a JSON string. */
+export function userFromJson(json: string | undefined): string | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const user: unknown = JSON.parse(json);
+    return typeof user === 'string' ? user : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The user a session's values name (see {@link USER_KEY}), else `undefined`. */
+export function userOf(values: ReadonlyMap<string, string>): string | undefined {
+  return userFromJson(values.get(USER_KEY));
+}
+
 /** A stored session as a provider returns it. */
 export interface StoredSession {
   /** Key → JSON text of the value. A fresh map owned by the caller. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { USER_KEY, type StoredSession } from './provider';
+import { USER_KEY, userFromJson, type StoredSession } from './provider';
 
 /**
  * The Redis provider's storage layout and its Lua scripts.
@@ -59,16 +59,6 @@ export function userHash(userId: string): string {
   return createHash('sha256').update(userId, 'utf8').digest('base64url');
 }
 
-/** The user id in the JSON text stored under USER_KEY; `undefined` when absent or not a JSON string. */
-export function userFromJson(json: string | undefined): string | undefined {
-  if (json === undefined) return undefined;
-  try {
-    const user: unknown = JSON.parse(json);
-    return typeof user === 'string' ? user : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** A Lua script and its SHA-1, for EVALSHA (with EVAL as the fallback when the server has not cached it). */
 export interface RedisScript {

@@ -1,5 +1,5 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
-import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
+import { USER_KEY, userFromJson, type Provider, type StoredEntry, type StoredSession } from './provider';
 import {
   changeArgs,
   CREATE_SCRIPT,
@@ -17,7 +17,6 @@ import {
   UPDATE_SCRIPT,
   USER_KEEP,
   userChange,
-  userFromJson,
   userHash,
   userKey,
   VALUE_PREFIX,
