@@ -4,7 +4,8 @@ import { debug } from './debug';
 import { SessionError } from './errors';
 import { Manager, type LoadedSession } from './manager';
 import type { ProviderChoice, SessionOptions } from './options';
-import { RequestSession, type IdOutcome } from './request-session';
+import { RequestSession } from './request-session';
+import { appPrototypes, requestStates } from './app-prototypes';
 import { ResponseGate } from './response-gate';
 import type { Session } from './session';
 import { IdTransport, type IncomingId } from './transport';
@@ -71,13 +72,9 @@ export function sessions<P extends ProviderChoice = 'memory'>(options?: SessionO
 
   const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, incoming: IncomingId | undefined, loaded: LoadedSession | undefined): void => {
     const requestSession = new RequestSession(manager, transport, req, incoming, loaded);
-    bindRequest(req, requestSession, manager);
-    const gateSession = {
-      hasPendingWork: () => requestSession.hasPendingWork(),
-      commit: (headersSent: boolean) => requestSession.commit(headersSent),
-      writeIdHeaders: (response: ServerResponse) => writeIdHeaders(req, response, requestSession.outcome(), transport),
-    };
-    new ResponseGate(req, res, gateSession, (err) => next(asStoreError(err)), report);
+    const prototypes = appPrototypes(req, res, Date.now());
+    bindRequest(req, requestSession, manager, prototypes !== undefined);
+    new ResponseGate(req, res, requestSession, (err) => next(asStoreError(err)), report, prototypes);
     next();
   };
 
@@ -102,7 +99,7 @@ export function sessions<P extends ProviderChoice = 'memory'>(options?: SessionO
       },
       (err: unknown) => {
         // A store outage is an error, never a silent "no session"; error handlers still find a req.session.
-        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined), manager);
+        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined), manager, appPrototypes(req, res, Date.now()) !== undefined);
         next(err);
       },
     );
@@ -134,10 +131,14 @@ function firstKnown(manager: Manager, candidates: IncomingId[], from: number): F
  * of this request: Node's classes and Express's shared prototypes stay as they are.
  * With `compat: 'express-session'`, `req.session` is the express-session-like view.
  */
-function bindRequest(req: IncomingMessage, requestSession: RequestSession, manager: Manager): void {
-  const session = manager.options.compat === 'express-session' ? compatSession(requestSession, manager, req) : requestSession.session;
+function bindRequest(req: IncomingMessage, requestSession: RequestSession, manager: Manager, onAppPrototypes: boolean): void {
+  requestSession.exposed = manager.options.compat === 'express-session' ? compatSession(requestSession, manager, req) : requestSession.session;
+  if (onAppPrototypes) {
+    requestStates.set(req, requestSession); // the app's request prototype reads it
+    return;
+  }
   Object.defineProperties(req, {
-    session: { configurable: true, enumerable: true, writable: true, value: session },
+    session: { configurable: true, enumerable: true, writable: true, value: requestSession.exposed },
     sessionID: {
       configurable: true,
       enumerable: true,
@@ -153,22 +154,3 @@ function asStoreError(err: unknown): SessionError {
   return err instanceof SessionError ? err : new SessionError('saving the session failed', { cause: err, status: 503 });
 }
 
-function writeIdHeaders(req: IncomingMessage, res: ServerResponse, outcome: IdOutcome, transport: IdTransport): void {
-  let wrote = false;
-  if (outcome.kind === 'send') wrote = transport.send(req, res, outcome.value, outcome.maxAgeMs, outcome.idChanged, outcome.via);
-  else if (outcome.kind === 'clear') wrote = transport.clear(req, res);
-  if (!wrote) return;
-  // Responses that set or clear an id must not be cached by anyone else (or replayed to someone else).
-  const cacheControl = res.getHeader('cache-control');
-  res.setHeader('Cache-Control', cacheControl === undefined ? 'no-store' : privateOnly(String(cacheControl)));
-}
-
-/** An app's Cache-Control, narrowed so no shared cache keeps a response that carries a session id. */
-function privateOnly(cacheControl: string): string {
-  if (/(^|[\s,])(private|no-store)([\s,=]|$)/i.test(cacheControl)) return cacheControl;
-  const kept = cacheControl
-    .split(',')
-    .map((directive) => directive.trim())
-    .filter((directive) => directive !== '' && !/^(public|s-maxage\s*=.*)$/i.test(directive));
-  return ['private', ...kept].join(', ');
-}

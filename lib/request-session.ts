@@ -1,16 +1,14 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestState } from './app-prototypes';
+import type { GateSession } from './response-gate';
 import { LIFETIME_KEY, type LoadedSession, type Manager, type SessionRecord } from './manager';
 import { USER_KEY } from './providers/provider';
 import { debug } from './debug';
 import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
-import { withIdInUrl, type IncomingId, type IdTransport } from './transport';
+import { withIdInUrl, type IdOutcome, type IncomingId, type IdTransport } from './transport';
 
-/** What the response must carry about the id once the session is committed. */
-export type IdOutcome =
-  | { kind: 'none' }
-  | { kind: 'send'; value: string; maxAgeMs: number; idChanged: boolean; via: IncomingId['via'] | undefined }
-  | { kind: 'clear' };
+
 
 /**
  * Where this request's session stands; every step below moves between these.
@@ -34,8 +32,10 @@ type IdState =
  * Every storage step runs on one queue, so `save()`, `regenerate()`,
  * `destroy()` and the final commit never interleave.
  */
-export class RequestSession implements SessionHost {
+export class RequestSession implements SessionHost, GateSession, RequestState {
   readonly session: Session;
+  /** What `req.session` is: `session`, or its express-session-compatible view. */
+  exposed: unknown;
   readonly #log: ChangeLog;
   readonly #manager: Manager;
   readonly #transport: IdTransport;
@@ -265,6 +265,11 @@ export class RequestSession implements SessionHost {
       case 'lost':
         return false;
     }
+  }
+
+  /** Sets the id headers on `res` (cookie, header transport, Cache-Control), just before its headers go out. */
+  writeIdHeaders(res: ServerResponse): void {
+    this.#transport.writeOutcome(this.#req, res, this.outcome());
   }
 
   /** What the response must carry about the id, after the last commit. */

@@ -1,4 +1,5 @@
 import { OutgoingMessage, ServerResponse, type IncomingMessage } from 'node:http';
+import { responseGates, ROUTED, type Routed } from './app-prototypes';
 
 /**
  * The calls of an app's response that the table covers. `guard` is
@@ -62,8 +63,6 @@ export interface GateSession {
 
 type Args = unknown[];
 type AnyMethod = (this: ServerResponse, ...args: Args) => unknown;
-type Routed = 'writeHead' | 'write' | 'end' | 'flushHeaders';
-const ROUTED: readonly Routed[] = ['writeHead', 'write', 'end', 'flushHeaders'];
 const ENDED: ReadonlySet<GateState> = new Set(['ending', 'finishing']);
 
 /** The two fields behind Node's own answers: `headersSent` is `!!_header`, `writableEnded` is `finished`. */
@@ -85,7 +84,7 @@ export class ResponseGate {
   readonly #next: (err: unknown) => void;
   readonly #report: (err: unknown) => void;
   /** The methods as they were before the gate: where calls go once they pass. */
-  readonly #below: Record<Routed, AnyMethod>;
+  readonly #below: Readonly<Record<Routed, AnyMethod>>;
   /** Headers and status as the route found them: what a failed save leaves for the error handler. */
   readonly #before: { status: number; headers: Array<[string, number | string | string[]]> };
   #head: Args | undefined;
@@ -97,7 +96,19 @@ export class ResponseGate {
   /** A `socket.destroy()` asked for while the response was held (finalhandler, after an error). */
   #deferredDestroy: { err?: unknown } | undefined;
 
-  constructor(req: IncomingMessage, res: ServerResponse, session: GateSession, next: (err: unknown) => void, report: (err: unknown) => void) {
+  /**
+   * `below`: the methods under the app's own prototype wrappers (the Express
+   * fast path, see app-prototypes.ts); without it the gate wraps this
+   * response's own methods.
+   */
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    session: GateSession,
+    next: (err: unknown) => void,
+    report: (err: unknown) => void,
+    below?: Readonly<Record<Routed, AnyMethod>>,
+  ) {
     this.#req = req;
     this.#res = res;
     this.#session = session;
@@ -106,12 +117,17 @@ export class ResponseGate {
     const raw = res as ServerResponse & { getRawHeaderNames?: () => string[] }; // Node >= 15.13; HTTP/2 has none
     const names = raw.getRawHeaderNames?.() ?? res.getHeaderNames();
     this.#before = { status: res.statusCode, headers: names.map((name) => [name, res.getHeader(name)!]) };
-    const below = {} as Record<Routed, AnyMethod>;
+    if (below !== undefined) {
+      responseGates.set(res, this);
+      this.#below = below;
+      return;
+    }
+    const own = {} as Record<Routed, AnyMethod>;
     for (const method of ROUTED) {
-      below[method] = res[method] as AnyMethod;
+      own[method] = res[method] as AnyMethod;
       Object.defineProperty(res, method, { configurable: true, writable: true, value: (...args: Args): unknown => this.call(method, args) });
     }
-    this.#below = below;
+    this.#below = own;
   }
 
   get state(): GateState {

@@ -3,6 +3,12 @@ import { serialize as serializeCookie, type SerializeOptions } from 'cookie';
 import { sign, unsign } from 'cookie-signature';
 import { MIN_SECRET_LENGTH, SESSION_ID_PATTERN, type ResolvedOptions, type Transport } from './options';
 
+/** What the response must carry about the id once the session is committed. */
+export type IdOutcome =
+  | { kind: 'none' }
+  | { kind: 'send'; value: string; maxAgeMs: number; idChanged: boolean; via: Transport | undefined }
+  | { kind: 'clear' };
+
 /** The id a request carried, after its signature (if any) checked out. */
 export interface IncomingId {
   sid: string;
@@ -142,6 +148,20 @@ export class IdTransport {
     return wrote;
   }
 
+  /**
+   * Sets what the response must say about the id: the id (cookie and/or
+   * header), or a cleared cookie, or nothing; a response that carries either
+   * is kept out of shared caches.
+   */
+  writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: IdOutcome): void {
+    let wrote = false;
+    if (outcome.kind === 'send') wrote = this.send(req, res, outcome.value, outcome.maxAgeMs, outcome.idChanged, outcome.via);
+    else if (outcome.kind === 'clear') wrote = this.clear(req, res);
+    if (!wrote) return;
+    const cacheControl = res.getHeader('cache-control');
+    res.setHeader('Cache-Control', cacheControl === undefined ? 'no-store' : privateOnly(String(cacheControl)));
+  }
+
   /** Tells the client to forget the id (a cookie with Max-Age=0); answers whether it wrote anything. */
   clear(req: IncomingMessage, res: ServerResponse): boolean {
     if (!this.#options.transports.includes('cookie')) return false;
@@ -248,4 +268,14 @@ export function withIdInUrl(path: string, param: string, value: string): string 
   const query = new URLSearchParams(queryAt === -1 ? '' : beforeHash.slice(queryAt + 1));
   query.set(param, value);
   return `${base}?${query.toString()}${fragment}`;
+}
+
+/** An app's Cache-Control, narrowed so no shared cache keeps a response that carries a session id. */
+function privateOnly(cacheControl: string): string {
+  if (/(^|[\s,])(private|no-store)([\s,=]|$)/i.test(cacheControl)) return cacheControl;
+  const kept = cacheControl
+    .split(',')
+    .map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && !/^(public|s-maxage\s*=.*)$/i.test(directive));
+  return ['private', ...kept].join(', ');
 }
