@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorMessage, ProviderError, SessionError } from './errors';
 import { resolveOptions, SESSION_ID_PATTERN, type ProviderChoice, type ResolvedOptions, type SessionOptions } from './options';
+import { ALIAS_KEY, aliasKey, openAlias, sealAlias } from './id-alias';
 import { USER_KEY, userFromJson, type Provider, type StoredEntry, type StoredSession } from './providers/provider';
 import type { SessionDataRecord } from './session';
 import { resolveProvider } from './providers/registry';
@@ -31,7 +32,20 @@ export interface SessionRecord {
   idleMs?: number;
   /** The user it is bound to. */
   userId?: string;
+  /** When `renewAfter` last gave it a new id (its `createdAt` stays: `absoluteLifetime` still counts from the start). */
+  renewedAt?: number;
 }
+
+/** How `regenerate()` treats the old id. @internal */
+export interface Renewal {
+  /** How long the old id still leads to the new session. */
+  graceMs: number;
+  /** An automatic renewal (`renewAfter`): the same session under a new id, so `createdAt` stays. */
+  automatic: boolean;
+}
+
+/** An automatic renewal found another request renewing the same session: this one keeps the old id. @internal */
+export class RenewalRace extends Error {}
 
 /** Payload of every manager event: `id` is a short hash of the session id, never the id itself. */
 export interface SessionEvent {
@@ -135,6 +149,12 @@ export class Manager extends EventEmitter {
     return gain > 0 && (gain >= this.options.touchAfterMs || this.#onProbation(record));
   }
 
+  /** Whether `renewAfter` wants a new id for this session at `now` (its id's age counts from the last renewal). @internal */
+  renewalDue(record: SessionRecord, now: number): boolean {
+    const after = this.options.renewAfterMs;
+    return after !== undefined && now - (record.renewedAt ?? record.createdAt) >= after;
+  }
+
   /** A session still on its `newSessionLifetime`: its first reuse must give it the full lifetime. */
   #onProbation(record: SessionRecord): boolean {
     const probation = this.options.newSessionLifetimeMs;
@@ -147,27 +167,52 @@ export class Manager extends EventEmitter {
    * (`readNow`), else with a Promise.
    * @internal
    */
-  load(sid: string): LoadedSession | undefined | Promise<LoadedSession | undefined> {
-    const { provider } = this;
+  load(sid: string, hops = 0): LoadedSession | undefined | Promise<LoadedSession | undefined> {
     const key = storageKey(sid);
     const started = performance.now();
-    if (provider.readNow === undefined) return this.#call('read', () => provider.read(key)).then((stored) => this.#live(sid, key, stored, started));
-    let stored: StoredSession | undefined;
+    return then(this.#read(key), (stored) => {
+      if (stored !== undefined) return this.#live(sid, key, stored);
+      return then(this.#followAlias(sid, hops), (renamed) => {
+        if (renamed === undefined) this.#emit('unknownId', key, started);
+        return renamed;
+      });
+    });
+  }
+
+  /**
+   * Where the session of `record` went when its id was renewed with a grace
+   * window while this request held it: the new session, or undefined.
+   * @internal
+   */
+  async renamedTo(record: SessionRecord): Promise<LoadedSession | undefined> {
+    return this.#followAlias(record.sid, 0);
+  }
+
+  /** During a grace window an unknown id may lead to the session it was renewed to (at most two hops: renewed twice within one window). */
+  #followAlias(sid: string, hops: number): LoadedSession | undefined | Promise<LoadedSession | undefined> {
+    if (hops >= MAX_ALIAS_HOPS) return undefined;
+    return then(this.#read(aliasKey(sid)), (alias) => {
+      const target = alias === undefined || alias.expiresAt <= this.now() ? undefined : openAlias(sid, alias.values.get(ALIAS_KEY));
+      return target === undefined || !SESSION_ID_PATTERN.test(target) ? undefined : this.load(target, hops + 1);
+    });
+  }
+
+  /** A provider read, synchronous when the provider can (`readNow`). */
+  #read(key: string): StoredSession | undefined | Promise<StoredSession | undefined> {
+    const { provider } = this;
+    if (provider.readNow === undefined) return this.#call('read', () => provider.read(key));
+    const started = performance.now();
     try {
-      stored = provider.readNow(key);
+      const stored = provider.readNow(key);
+      this.#storeEvent('read', started, true);
+      return stored;
     } catch (err) {
       this.#storeEvent('read', started, false);
       return Promise.reject(this.#wrap('read', err));
     }
-    this.#storeEvent('read', started, true);
-    return this.#live(sid, key, stored, started);
   }
 
-  #live(sid: string, key: string, stored: StoredSession | undefined, started: number): LoadedSession | undefined {
-    if (stored === undefined) {
-      this.#emit('unknownId', key, started);
-      return undefined;
-    }
+  #live(sid: string, key: string, stored: StoredSession): LoadedSession | undefined {
     if (stored.expiresAt <= this.now()) {
       this.#emit('expired', key);
       this.provider.destroy(key).catch((err) => this.reportError(err, key));
@@ -213,25 +258,49 @@ export class Manager extends EventEmitter {
 
   /**
    * Moves a live session to a fresh id: the new session starts from the values
-   * stored *now* plus `changes`, and the old id is dead. Resolves undefined,
-   * creating nothing, when the old session is gone (destroyed or expired
-   * elsewhere: a logout that landed first stays a logout).
+   * stored *now* plus `changes`, and the old id is dead — at once, or after
+   * `renewal.graceMs`, during which it leads to the new session. Resolves
+   * undefined, creating nothing, when the old session is gone (destroyed or
+   * expired elsewhere: a logout that landed first stays a logout).
+   * @throws RenewalRace when an automatic renewal finds another one under way.
    * @internal
    */
-  async regenerate(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<LoadedSession | undefined> {
+  async regenerate(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>, renewal?: Renewal): Promise<LoadedSession | undefined> {
     const started = performance.now();
+    const moved = new Map(changes);
+    if (renewal?.automatic) moved.set(RENEWED_KEY, String(this.now()));
+    else if (record.renewedAt !== undefined) moved.set(RENEWED_KEY, undefined);
+    let linked = false;
     for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
       const sid = this.generateId();
       const key = storageKey(sid);
       const now = this.now();
-      const expiresAt = this.expiryFor({ createdAt: now, idleMs: record.idleMs }, now);
-      const values = await this.#call('regenerate', () => this.#move(record.key, key, changes, now, expiresAt));
-      if (values === undefined) return undefined;
+      const createdAt = renewal?.automatic ? record.createdAt : now;
+      const expiresAt = this.expiryFor({ createdAt, idleMs: record.idleMs }, now);
+      if (renewal !== undefined && renewal.graceMs > 0) {
+        // Linked before the move: from the moment the old session is gone, its id leads to the new one.
+        linked = await this.#link(record.sid, sid, now + renewal.graceMs, linked);
+        if (!linked && renewal.automatic) throw new RenewalRace();
+      }
+      const values = await this.#call('regenerate', () => this.#move(record.key, key, moved, createdAt, expiresAt, now));
+      if (values === undefined) {
+        if (linked) await this.#call('regenerate', () => this.provider.destroy(aliasKey(record.sid)));
+        return undefined;
+      }
       if (values === false) continue; // the new id was taken: draw another
       this.#emit('regenerated', key, started);
-      return { record: { sid, key, createdAt: now, expiresAt, ...takeReserved(values) }, values };
+      return { record: { sid, key, createdAt, expiresAt, ...takeReserved(values) }, values };
     }
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
+  }
+
+  /** Stores the alias leading from `oldSid` to `newSid` until `until`; false when another renewal holds it. */
+  #link(oldSid: string, newSid: string, until: number, replace: boolean): Promise<boolean> {
+    const { provider } = this;
+    const key = aliasKey(oldSid);
+    const values = new Map([[ALIAS_KEY, sealAlias(oldSid, newSid)]]);
+    const now = this.now();
+    return this.#call('regenerate', () => (replace ? provider.update(key, values, until, now) : provider.create(key, values, now, until)));
   }
 
   /**
@@ -239,9 +308,15 @@ export class Manager extends EventEmitter {
    * that the old session survived → destroy it. The fallback catches a logout
    * that lands before its last step, not one that lands during it.
    */
-  async #move(from: string, to: string, changes: ReadonlyMap<string, string | undefined>, createdAt: number, expiresAt: number): Promise<Map<string, string> | undefined | false> {
+  async #move(
+    from: string,
+    to: string,
+    changes: ReadonlyMap<string, string | undefined>,
+    createdAt: number,
+    expiresAt: number,
+    now: number,
+  ): Promise<Map<string, string> | undefined | false> {
     const { provider } = this;
-    const now = createdAt;
     if (provider.move) return provider.move(from, to, changes, createdAt, expiresAt, now);
     const stored = await provider.read(from);
     if (stored === undefined || stored.expiresAt <= now) return undefined;
@@ -344,7 +419,7 @@ export class Manager extends EventEmitter {
     for (;;) {
       const next = await this.#call('entries', () => iterator.next());
       if (next.done) return;
-      yield sessionInfo(next.value);
+      if (!next.value.values.has(ALIAS_KEY)) yield sessionInfo(next.value);
     }
   }
 
@@ -429,16 +504,31 @@ export class Manager extends EventEmitter {
  */
 export const LIFETIME_KEY = '\u0000lifetime';
 
+/** When `renewAfter` last renewed the id (milliseconds): id age counts from it instead of `createdAt`. @internal */
+export const RENEWED_KEY = '\u0000renewed';
+
+/** How many renewals in a row one request follows within a grace window. */
+const MAX_ALIAS_HOPS = 2;
+
+/** `next(value)`, synchronously when `value` is not a promise: in-process providers answer without a tick. */
+function then<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 /** Takes the manager's own entries (lifetime, user) out of stored values; answers them. */
-function takeReserved(values: Map<string, string>): { idleMs?: number; userId?: string } {
+function takeReserved(values: Map<string, string>): { idleMs?: number; userId?: string; renewedAt?: number } {
   const lifetime = values.get(LIFETIME_KEY);
   const user = values.get(USER_KEY);
+  const renewed = values.get(RENEWED_KEY);
   values.delete(LIFETIME_KEY);
   values.delete(USER_KEY);
+  values.delete(RENEWED_KEY);
   const idleMs = lifetime === undefined ? undefined : Number(lifetime);
+  const renewedAt = renewed === undefined ? undefined : Number(renewed);
   return {
     idleMs: idleMs !== undefined && Number.isFinite(idleMs) && idleMs > 0 ? idleMs : undefined,
     userId: userFromJson(user),
+    renewedAt: renewedAt !== undefined && Number.isFinite(renewedAt) ? renewedAt : undefined,
   };
 }
 

@@ -67,6 +67,16 @@ export interface SessionOptions<P extends ProviderChoice = ProviderChoice> {
   newSessionLifetime?: number;
   /** At `bindUser()`, a user's oldest sessions beyond this many end (concurrent-session control). @default none */
   maxSessionsPerUser?: number;
+  /**
+   * Seconds after which a session's id is replaced on its next request (same
+   * data, same `absoluteLifetime`): a stolen id stops working soon. @default off
+   */
+  renewAfter?: number;
+  /**
+   * Seconds the old id still leads to the renewed session, so requests already
+   * in flight with it (an SPA's parallel fetches) keep the session. @default 10
+   */
+  renewGrace?: number;
   /** Signs the id (cookie-parser's `s:` format); the first signs, all verify. At least 32 characters each. */
   secret?: string | string[];
   cookie?: CookieOptions;
@@ -105,6 +115,8 @@ export interface ResolvedOptions {
   absoluteLifetimeMs: number | undefined;
   newSessionLifetimeMs: number | undefined;
   maxSessionsPerUser: number | undefined;
+  renewAfterMs: number | undefined;
+  renewGraceMs: number;
   secrets: string[] | undefined;
   cookie: Required<Omit<CookieOptions, 'domain' | 'priority'>> & Pick<CookieOptions, 'domain' | 'priority'>;
   transports: Transport[];
@@ -121,6 +133,9 @@ export interface ResolvedOptions {
 
 export const DEFAULT_MAX_LIFETIME_SECONDS = 3600;
 export const MAX_GC_INTERVAL_SECONDS = 600;
+export const DEFAULT_RENEW_GRACE_SECONDS = 10;
+/** A grace window is for requests already in flight; a longer one only keeps a stolen old id alive. */
+export const MAX_GRACE_SECONDS = 300;
 export const MIN_SECRET_LENGTH = 32;
 
 /** Ids we issue and accept: URL- and cookie-safe, long enough not to be guessed. */
@@ -137,7 +152,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OPTION_NAMES = new Set([
   'provider', 'providerOptions', 'cookieName', 'maxLifetime', 'absoluteLifetime', 'secret', 'cookie',
   'transports', 'headerName', 'queryParam', 'saveUninitialized', 'touchAfter', 'gcInterval', 'genid',
-  'onError', 'clock', 'compat', 'newSessionLifetime', 'maxSessionsPerUser',
+  'onError', 'clock', 'compat', 'newSessionLifetime', 'maxSessionsPerUser', 'renewAfter', 'renewGrace',
 ]);
 const COOKIE_OPTION_NAMES = new Set(['path', 'domain', 'secure', 'sameSite', 'httpOnly', 'persistent', 'partitioned', 'priority']);
 const TRANSPORTS: readonly Transport[] = ['cookie', 'header', 'query'];
@@ -200,6 +215,10 @@ export function resolveOptions(options: SessionOptions<ProviderChoice> = {}): Re
   const absoluteLifetimeMs = options.absoluteLifetime === undefined ? undefined : seconds('absoluteLifetime', options.absoluteLifetime);
   const newSessionLifetimeMs = options.newSessionLifetime === undefined ? undefined : seconds('newSessionLifetime', options.newSessionLifetime);
 
+  const renewAfterMs = options.renewAfter === undefined ? undefined : seconds('renewAfter', options.renewAfter);
+  const renewGraceMs = options.renewGrace === undefined ? DEFAULT_RENEW_GRACE_SECONDS * 1000 : seconds('renewGrace', options.renewGrace, { allowZero: true });
+  if (renewGraceMs > MAX_GRACE_SECONDS * 1000) fail('renewGrace', options.renewGrace, `at most ${MAX_GRACE_SECONDS} seconds: the window is for requests already in flight`);
+
   const secrets = resolveSecrets(options.secret);
   const cookie = resolveCookie(options.cookie ?? {}, cookieName);
   const transports = resolveTransports(options.transports ?? ['cookie']);
@@ -223,6 +242,8 @@ export function resolveOptions(options: SessionOptions<ProviderChoice> = {}): Re
     absoluteLifetimeMs,
     newSessionLifetimeMs,
     maxSessionsPerUser: resolveUserCap(options.maxSessionsPerUser),
+    renewAfterMs,
+    renewGraceMs,
     secrets,
     cookie,
     transports,

@@ -1,14 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestState } from './app-prototypes';
 import type { GateSession } from './response-gate';
-import { LIFETIME_KEY, type LoadedSession, type Manager, type SessionRecord } from './manager';
+import { LIFETIME_KEY, RenewalRace, type LoadedSession, type Manager, type SessionRecord } from './manager';
 import { USER_KEY } from './providers/provider';
 import { debug } from './debug';
 import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
 import { withIdInUrl, type IdOutcome, type IncomingId, type IdTransport } from './transport';
-
-
 
 /**
  * Where this request's session stands; every step below moves between these.
@@ -58,15 +56,20 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
   #userChange: string | null | undefined;
   /** A user whose binding the last write stored. */
   #newlyBound: string | undefined;
+  /** `renewAfter` wants a new id for this session: the commit gives it one. */
+  #renewDue: boolean;
 
   constructor(manager: Manager, transport: IdTransport, req: IncomingMessage, incoming: IncomingId | undefined, loaded: LoadedSession | undefined) {
     this.#manager = manager;
     this.#transport = transport;
     this.#req = req;
     this.#incoming = loaded ? incoming : undefined;
+    // An id renewed moments ago (within its grace window) loads the new session, whose id the response carries.
+    const renamed = loaded !== undefined && loaded.record.sid !== incoming?.sid;
     this.#state = loaded
-      ? { kind: 'stored', record: loaded.record, idChanged: false, refreshed: false }
+      ? { kind: 'stored', record: loaded.record, idChanged: renamed, refreshed: false }
       : { kind: 'new', pendingId: undefined, clearClient: false, destroyed: false };
+    this.#renewDue = loaded !== undefined && !renamed && manager.renewalDue(loaded.record, manager.now());
     this.#log = new ChangeLog(loaded?.values ?? new Map());
     this.session = new Session(this.#log, this);
   }
@@ -200,7 +203,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
     });
   }
 
-  regenerate(): Promise<void> {
+  regenerate(graceMs = 0): Promise<void> {
     return this.#enqueue(async () => {
       const state = this.#state;
       if (state.kind === 'new') {
@@ -208,14 +211,33 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
         return;
       }
       if (state.kind === 'lost') return;
-      // One atomic step: the stored values as they are now, plus this request's changes, under a new id.
-      const moved = await this.#storing((changes) => this.#manager.regenerate(state.record, changes));
-      if (moved === undefined) return this.#lose(); // destroyed elsewhere: it must not live on under a new id
-      this.#log.reset(moved.values);
-      this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
+      this.#renewDue = false;
+      await this.#move(state, graceMs, false);
       await this.#enforceUserCap();
-      debug('regenerated %s as %s', state.record.key.slice(0, 12), moved.record.key.slice(0, 12));
     });
+  }
+
+  /**
+   * One atomic step: the stored values as they are now, plus this request's
+   * changes, under a new id. The old id dies, or leads to the new session for
+   * `graceMs`. Resolves false when an automatic renewal lost a race to another.
+   */
+  async #move(state: { record: SessionRecord }, graceMs: number, automatic: boolean): Promise<boolean> {
+    let moved: LoadedSession | undefined;
+    try {
+      moved = await this.#storing((changes) => this.#manager.regenerate(state.record, changes, { graceMs, automatic }));
+    } catch (err) {
+      if (err instanceof RenewalRace) return false; // the changes were put back: the caller saves them under the old id
+      throw err;
+    }
+    if (moved === undefined) {
+      this.#lose(); // destroyed elsewhere: it must not live on under a new id
+      return true;
+    }
+    this.#log.reset(moved.values);
+    this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
+    debug('regenerated %s as %s', state.record.key.slice(0, 12), moved.record.key.slice(0, 12));
+    return true;
   }
 
   /**
@@ -240,6 +262,9 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
       const state = this.#state;
       if (state.kind === 'stored') {
         await this.#manager.destroyKey(state.record.key);
+        // Renewed by another request meanwhile: the logout ends the session it became.
+        const renamed = await this.#manager.renamedTo(state.record);
+        if (renamed !== undefined) await this.#manager.destroyKey(renamed.record.key);
         debug('destroyed %s', state.record.key.slice(0, 12));
       }
       // The client forgets an id it sent us; an id created in this request never reached it.
@@ -259,7 +284,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
     const state = this.#state;
     switch (state.kind) {
       case 'stored':
-        return this.#recheck || this.#hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
+        return this.#recheck || this.#renewDue || this.#hasChanges() || this.#manager.shouldTouch(state.record, this.#manager.now());
       case 'new':
         return this.#hasChanges() || this.#storesEmpty(state);
       case 'lost':
@@ -321,30 +346,50 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
         return;
       }
       case 'stored': {
-        const { record } = state;
+        if (this.#renewDue && !headersSent) {
+          this.#renewDue = false;
+          if (await this.#move(state, manager.options.renewGraceMs, true)) return;
+        }
         let expiresAt: number | null | undefined;
         if (this.#hasChanges()) {
           this.#recheck = false; // the update checks the session exists
-          expiresAt = await this.#storing((changes) => manager.update(record, changes));
+          expiresAt = await this.#storing((changes) => this.#following(state, (record) => manager.update(record, changes)));
         } else {
           // An expiry this request already wrote needs no refresh, unless a save() wrote it and the id is about to go out.
           const recheck = this.#recheck;
           this.#recheck = false;
-          if (!recheck && (state.refreshed || !manager.shouldTouch(record, manager.now()))) return;
+          if (!recheck && (state.refreshed || !manager.shouldTouch(state.record, manager.now()))) return;
           // Awaited, so a session destroyed meanwhile (a logout elsewhere) is never re-sent.
           // A failed refresh is reported but does not fail a request that only read.
-          expiresAt = await manager.touch(record).catch((err: unknown) => {
-            manager.reportError(err, record.key);
+          expiresAt = await this.#following(state, (record) => manager.touch(record)).catch((err: unknown) => {
+            manager.reportError(err, state.record.key);
             return null;
           });
           if (expiresAt === null) return;
         }
         if (expiresAt === undefined) return this.#lose();
-        record.expiresAt = expiresAt;
+        state.record.expiresAt = expiresAt;
         state.refreshed = true;
-        debug('saved %s', record.key.slice(0, 12));
+        debug('saved %s', state.record.key.slice(0, 12));
       }
     }
+  }
+
+  /**
+   * Runs a write on the stored session; when the session is gone because
+   * another request renewed its id with a grace window, runs it again on the
+   * session it became, which this response then names.
+   */
+  async #following(state: Extract<IdState, { kind: 'stored' }>, write: (record: SessionRecord) => Promise<number | undefined>): Promise<number | undefined> {
+    const expiresAt = await write(state.record);
+    if (expiresAt !== undefined) return expiresAt;
+    const renamed = await this.#manager.renamedTo(state.record);
+    if (renamed === undefined) return undefined;
+    const { userId, idleMs } = state.record; // this request's own changes to them
+    state.record = Object.assign(renamed.record, { userId, idleMs });
+    state.idChanged = true;
+    debug('followed a renewed id to %s', state.record.key.slice(0, 12));
+    return write(state.record);
   }
 
   /** saveUninitialized stores a session with nothing in it — but not once this request logged out. */

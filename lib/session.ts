@@ -1,3 +1,5 @@
+import { MAX_GRACE_SECONDS } from './options';
+
 /**
  * The shape of your session data, declared by merging:
  *
@@ -33,7 +35,7 @@ export interface SessionHost {
   id(): string;
   isNew(): boolean;
   handle(): string | undefined;
-  regenerate(): Promise<void>;
+  regenerate(graceMs?: number): Promise<void>;
   save(): Promise<boolean>;
   destroy(): Promise<void>;
   url(path: string): string;
@@ -146,9 +148,18 @@ export class Session {
     return this.#host.isNew();
   }
 
-  /** A fresh id for the same data; the old id is dead from now on. Call it at login (session fixation). */
-  regenerate(): Promise<void> {
-    return this.#host.regenerate();
+  /**
+   * A fresh id for the same data; the old id is dead from now on. Call it at
+   * login (session fixation). With `graceSeconds`, the old id still leads to
+   * this session for that long, so requests already in flight with it keep
+   * it — never for a privilege change such as a login.
+   */
+  regenerate(options?: { graceSeconds?: number }): Promise<void> {
+    const grace = options?.graceSeconds ?? 0;
+    if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0 || grace > MAX_GRACE_SECONDS) {
+      return Promise.reject(new TypeError(`[session-manager] regenerate({ graceSeconds }) takes 0 to ${MAX_GRACE_SECONDS} seconds, got ${String(grace)}`));
+    }
+    return this.#host.regenerate(grace * 1000);
   }
 
   /** The stable, non-secret name of this session in the store (safe to log or show), once it is stored. */
