@@ -56,6 +56,11 @@ function harness(name: string, options: SessionOptions = {}): Harness {
     req.session.set('note', req.params.value);
     res.json({ ok: true });
   });
+  app.post('/held/regenerate', async (req, res) => {
+    await gate.wait;
+    await req.session.regenerate();
+    res.json({ user: req.session.get('user') ?? null });
+  });
   app.post('/held/logout', async (req, res) => {
     await gate.wait;
     await req.destroySession();
@@ -128,6 +133,23 @@ describe.each(STORES)('renewal with a grace window on %s', (name) => {
     expect(response.status).toBe(200);
     expect(cookiePair(response)).toBe(fresh);
     expect((await request(h.app).get('/me').set('Cookie', fresh)).body).toEqual({ user: 'ann', note: 'in-flight' });
+  });
+
+  it('a regenerate already in flight with the old id regenerates the renewed session', async () => {
+    h = harness(name);
+    const old = cookiePair(await request(h.app).post('/login'));
+    let release!: () => void;
+    h.gate.wait = new Promise((resolve) => (release = resolve));
+    const inFlight = started(request(h.app).post('/held/regenerate').set('Cookie', old));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const renewed = cookiePair(await request(h.app).post('/renew').set('Cookie', old));
+    release();
+    const response = await inFlight;
+    expect(response.body).toEqual({ user: 'ann' });
+    const third = cookiePair(response);
+    expect(new Set([old, renewed, third]).size).toBe(3);
+    expect((await request(h.app).get('/me').set('Cookie', third)).body.user).toBe('ann');
+    expect((await request(h.app).get('/me').set('Cookie', renewed)).body.user).toBeNull(); // regenerate with no grace: dead at once
   });
 
   it('a logout already in flight with the old id ends the renewed session too', async () => {

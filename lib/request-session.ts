@@ -231,8 +231,14 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
       throw err;
     }
     if (moved === undefined) {
-      this.#lose(); // destroyed elsewhere: it must not live on under a new id
-      return true;
+      // Renewed by another request meanwhile (grace window): regenerate the session it became.
+      const renamed = await this.#manager.renamedTo(state.record);
+      if (renamed === undefined) {
+        this.#lose(); // destroyed elsewhere: it must not live on under a new id
+        return true;
+      }
+      this.#state = { kind: 'stored', record: renamed.record, idChanged: true, refreshed: false };
+      return this.#move(this.#state, graceMs, automatic);
     }
     this.#log.reset(moved.values);
     this.#state = { kind: 'stored', record: moved.record, idChanged: true, refreshed: true };
@@ -252,8 +258,8 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
       if (loaded === undefined) return this.#lose();
       this.#lifetimeChange = undefined;
       this.#log.reset(loaded.values);
-      state.record.expiresAt = loaded.record.expiresAt;
-      state.record.idleMs = loaded.record.idleMs;
+      if (loaded.record.sid !== state.record.sid) this.#adopt(state, loaded.record); // renewed meanwhile
+      else Object.assign(state.record, { expiresAt: loaded.record.expiresAt, idleMs: loaded.record.idleMs });
     });
   }
 
@@ -386,10 +392,15 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
     const renamed = await this.#manager.renamedTo(state.record);
     if (renamed === undefined) return undefined;
     const { userId, idleMs } = state.record; // this request's own changes to them
-    state.record = Object.assign(renamed.record, { userId, idleMs });
-    state.idChanged = true;
-    debug('followed a renewed id to %s', state.record.key.slice(0, 12));
+    this.#adopt(state, Object.assign(renamed.record, { userId, idleMs }));
     return write(state.record);
+  }
+
+  /** Another request renewed this session's id: this one goes on with the new id, which its response sends. */
+  #adopt(state: Extract<IdState, { kind: 'stored' }>, record: SessionRecord): void {
+    debug('followed a renewed id to %s', record.key.slice(0, 12));
+    state.record = record;
+    state.idChanged = true;
   }
 
   /** saveUninitialized stores a session with nothing in it — but not once this request logged out. */
