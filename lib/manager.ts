@@ -170,12 +170,16 @@ export class Manager extends EventEmitter {
   load(sid: string, hops = 0): LoadedSession | undefined | Promise<LoadedSession | undefined> {
     const key = storageKey(sid);
     const started = performance.now();
-    return then(this.#read(key), (stored) => {
-      if (stored !== undefined) return this.#live(sid, key, stored);
-      return then(this.#followAlias(sid, hops), (renamed) => {
-        if (renamed === undefined) this.#emit('unknownId', key, started);
-        return renamed;
-      });
+    const stored = this.#read(key);
+    if (stored instanceof Promise) return stored.then((found) => this.#found(sid, key, found, started, hops));
+    return this.#found(sid, key, stored, started, hops);
+  }
+
+  #found(sid: string, key: string, stored: StoredSession | undefined, started: number, hops: number): LoadedSession | undefined | Promise<LoadedSession | undefined> {
+    if (stored !== undefined) return this.#live(sid, key, stored);
+    return then(this.#followAlias(sid, hops), (renamed) => {
+      if (renamed === undefined) this.#emit('unknownId', key, started);
+      return renamed;
     });
   }
 
