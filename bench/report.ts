@@ -1,4 +1,5 @@
 /** Turns the raw results of a run into medians, target verdicts and the markdown table. */
+import { BLOCK_TARGET_MS, COUNT_TARGET_MS, countVerdicts, LIST_TARGET, type CountResult } from './count';
 import type { LoadResult } from './load';
 import { MODES, TWINS, type Mode, type TwinnedMode } from './modes';
 
@@ -18,7 +19,12 @@ export interface RawResults {
   lostUpdateKeys: number;
   heap: Record<string, { bytesPerSession: number; count: number } | string>;
   expiry: Record<string, Record<string, unknown> | string>;
+  /** Counts and per-user listings at scale (bench/count.ts), per provider: the result, or why it was not measured. */
+  counts?: Record<string, CountResult | string>;
 }
+
+/** A run of `--only count`: the other sections were not run. */
+const onlyCounts = (raw: RawResults): boolean => raw.settings.only === 'count';
 
 type Key = Path | '/login';
 
@@ -97,6 +103,7 @@ const fixed = (value: number | undefined, digits = 0): string => (value === unde
 /** Every target of the brief, measured in this run; `pass` is undefined when it could not be measured. */
 export function verdicts(raw: RawResults, summary: Partial<Record<Mode, ModeSummary>>): Verdict[] {
   const list: Verdict[] = [];
+  if (onlyCounts(raw)) return countChecks(raw);
   const known = (value: number | undefined): value is number => value !== undefined && !Number.isNaN(value);
   /** Why a comparison of `modes` has no value: the first one skipped, else not run. */
   const missing = (...modes: Mode[]): string => modes.map((mode) => (raw.skipped[mode] ? `${mode}: ${raw.skipped[mode]}` : summary[mode] ? '' : `${mode} not run`)).find((reason) => reason !== '') ?? 'not measured';
@@ -161,7 +168,68 @@ export function verdicts(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
       pass: delay <= 20 && reclaimed >= 0.9 && expiry.remaining === 0,
     });
   }
-  return list;
+  return [...list, ...countChecks(raw)];
+}
+
+/** The targets of issue #11 per provider measured by bench/count.ts; one NOT MEASURED line for a provider that could not be. */
+function countChecks(raw: RawResults): Verdict[] {
+  return Object.entries(raw.counts ?? {}).flatMap(([provider, result]) =>
+    typeof result === 'string'
+      ? [{ target: `${provider}: count() ≤ ${COUNT_TARGET_MS[provider as keyof typeof COUNT_TARGET_MS] ?? '?'} ms, 20 concurrent block nothing, listByUser`, measured: result, pass: undefined }]
+      : countVerdicts(result).filter((verdict) => !verdict.target.endsWith('(no target)')),
+  );
+}
+
+/** The markdown section of bench/count.ts's results. */
+function countSection(raw: RawResults): string[] {
+  const counts = Object.entries(raw.counts ?? {});
+  if (counts.length === 0) return [];
+  const lines = ['## Counts and per-user listings at scale (issue #11)', ''];
+  lines.push(
+    'Each provider in its own process (bench/count.ts), alone on the machine: the store filled with the sessions below, 1,000 users having 5 sessions each among them, ' +
+      'written by the provider itself (see the fill column). Through a manager on a provider built as an app builds it: one `count()` (a first call, then up to 20 sequential calls: median, max); ' +
+      `20 concurrent \`count()\` calls: their total time, the worst event-loop delay (monitorEventLoopDelay at 1 ms and a 1 ms interval's gap) and trivial HTTP requests to a server in the same process, sent one after another meanwhile (slowest; idle: the same without the counts); ` +
+      '`listByUser()` of users with 5 sessions (60 calls over 20 users) and the round trips of one call (Redis: batches of commands sent while nothing was in flight, through a wrapped client; PostgreSQL: `pool.query` calls). ' +
+      `Targets: count() median ≤ ${Object.entries(COUNT_TARGET_MS).map(([name, ms]) => `${ms} ms (${name})`).join(', ')}; ` +
+      `20 concurrent block nothing: loop delay and slowest request ≤ ${BLOCK_TARGET_MS} ms; listByUser ${Object.entries(LIST_TARGET).map(([name, target]) => `${name} ${target.ms !== undefined ? `≤ ${target.ms} ms` : `≤ ${target.roundTrips} round trips`}`).join(', ')}.`,
+    '',
+  );
+  lines.push(
+    '| provider | sessions | fill | count() ms: first / median / max (calls) | round trips | count target | 20 concurrent: total ms (CPU ms) | worst loop delay ms | HTTP during: requests, slowest ms (idle) | block target | listByUser ms: median / max | round trips (commands) | listByUser target |',
+  );
+  lines.push('| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |');
+  const mark = (pass: boolean | undefined): string => (pass === undefined ? '—' : pass ? 'PASS' : 'MISS');
+  for (const [provider, result] of counts) {
+    if (typeof result === 'string') {
+      lines.push(`| ${provider} | not measured: ${oneLine(result)} ||||||||||||`);
+      continue;
+    }
+    const [count, block, list] = countVerdicts(result);
+    lines.push(
+      [
+        '',
+        provider,
+        result.sessions.toLocaleString('en'),
+        `${(result.fillMs / 1000).toFixed(0)} s, ${oneLine(result.fillMethod)}`,
+        `${result.firstCountMs.toFixed(2)} / ${result.countMedianMs.toFixed(2)} / ${result.countMaxMs.toFixed(2)} (${result.countMs.length})`,
+        result.countRoundTrips === undefined ? '—' : String(result.countRoundTrips),
+        `≤ ${COUNT_TARGET_MS[result.provider]} ms: ${mark(count.pass)}`,
+        `${result.concurrentTotalMs.toFixed(1)} (${result.concurrentCpuMs.toFixed(0)})`,
+        result.worstDelayMs.toFixed(1),
+        `${result.pingsDuring}, ${result.pingMaxMs.toFixed(1)} (${result.pingIdleMaxMs.toFixed(1)})`,
+        mark(block.pass),
+        `${result.listMedianMs.toFixed(2)} / ${result.listMaxMs.toFixed(2)}`,
+        result.listRoundTrips === undefined ? '—' : `${result.listRoundTrips} (${result.listCommands})`,
+        mark(list.pass),
+        '',
+      ]
+        .join(' | ')
+        .trim(),
+    );
+    for (const note of result.notes) lines.push(`|  | note: ${oneLine(note)} ||||||||||||`);
+  }
+  lines.push('');
+  return lines;
 }
 
 /** The whole report as markdown. */
@@ -174,6 +242,13 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
   lines.push(`- session-manager from ${String(env.library)}`);
   lines.push(`- Node ${String(env.node)}, ${String(env.cpu)} × ${String(env.cores)} cores, ${String(env.platform)}`);
   lines.push(`- Packages: ${Object.entries(env.packages as Record<string, string>).map(([name, version]) => `${name} ${version}`).join(', ')}`);
+  if (onlyCounts(raw)) {
+    lines.push('');
+    lines.push('## Targets', '', '| target | measured | result |', '| --- | --- | --- |');
+    for (const check of checks) lines.push(`| ${check.target} | ${oneLine(check.measured)} | ${check.pass === undefined ? 'NOT MEASURED' : check.pass ? 'PASS' : 'MISS'} |`);
+    lines.push('');
+    return [...lines, ...countSection(raw)].join('\n');
+  }
   lines.push(
     `- Load: autocannon, ${String(settings.connections)} connections, ${String(settings.seconds)} s per measurement, ${String(settings.rounds)} rounds (modes alternated, order rotated each round), ` +
       `${String(settings.sessions)} pre-created sessions cycled; medians; ratios taken within each round.`,
@@ -263,6 +338,8 @@ export function markdown(raw: RawResults, summary: Partial<Record<Mode, ModeSumm
     );
   } else lines.push(`- express-session MemoryStore: ${theirs ?? 'not measured'}`);
   lines.push('');
+
+  lines.push(...countSection(raw));
 
   const skipped = Object.entries(raw.skipped);
   if (skipped.length > 0) {

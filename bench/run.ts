@@ -6,8 +6,9 @@
  *   npm run bench -- --quick    quick: 3 s per measurement, 2 rounds
  *   npm run bench -- --modes floor,session-manager:sqlite,express-session+better-sqlite3-session-store   only these modes (bare, floor and express-session are always kept: the ratios need them)
  *   BENCH_LIB=/tmp/candidate/lib/index.ts npm run bench -- --quick   measure a copy of lib/ with a candidate change
+ *   npm run bench -- --only count [--quick] [--providers memory,redis]   only counts and per-user listings at scale (bench/count.ts)
  *
- * A run restricted by --modes or BENCH_LIB writes only its timestamped `-partial` files, never latest.*.
+ * A run restricted by --modes, --only or BENCH_LIB writes only its timestamped `-partial` files, never latest.*.
  *
  * Every mode is compared with `floor` (the least a signed-cookie session
  * middleware can do, bench/server.ts) and every session-manager provider with
@@ -23,6 +24,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { discard, startPostgres, startRedis, type PgServer, type RedisServer } from '../__tests__/support/services';
 import { login, lostUpdates, measure, send, startServer, type RunningServer } from './load';
+import { COUNT_PROVIDERS, type CountProvider, type CountResult } from './count';
 import { HEAP_STORES, isMode, MODES, REFERENCE_MODES, usesPostgres, usesRedis, type BenchConfig, type Mode } from './modes';
 import { markdown, PATHS, summarise, verdicts, type RawResults } from './report';
 
@@ -33,6 +35,10 @@ const RESULTS = join(__dirname, 'results');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const modesArg = args.indexOf('--modes');
+const onlyArg = args.indexOf('--only');
+const only = onlyArg < 0 ? undefined : args[onlyArg + 1];
+if (only !== undefined && only !== 'count') throw new Error(`--only takes count, not ${only}`);
+const providersArg = args.indexOf('--providers');
 const settings = {
   quick,
   seconds: quick ? 3 : 10,
@@ -46,7 +52,20 @@ const settings = {
   expirySessions: 1_000_000,
   /** The worst delay of one sweep is at the mercy of the (shared, noisy) machine: the median of three sweeps is reported. */
   expiryTrials: 3,
+  /** Counts and per-user listings at scale (bench/count.ts), each provider in its own process; the file provider last. */
+  only,
+  countSessions: quick ? 100_000 : 1_000_000,
+  countFileSessions: quick ? 10_000 : 100_000,
+  countProviders: countProviders(),
 };
+
+function countProviders(): CountProvider[] {
+  const order: CountProvider[] = ['memory', 'sqlite', 'redis', 'postgres', 'redis-cluster', 'file'];
+  if (providersArg < 0) return order;
+  const wanted = (args[providersArg + 1] ?? '').split(',');
+  for (const name of wanted) if (!(COUNT_PROVIDERS as readonly string[]).includes(name)) throw new Error(`unknown provider ${name}; providers: ${COUNT_PROVIDERS.join(', ')}`);
+  return order.filter((name) => wanted.includes(name));
+}
 
 function selectedModes(): Mode[] {
   if (modesArg < 0) return [...MODES];
@@ -98,11 +117,11 @@ function environment(): Record<string, unknown> {
 }
 
 /** Runs one of the in-process measurement scripts in a fresh Node with --expose-gc; resolves its JSON line or the error text. */
-async function script<T>(file: string, argv: string[]): Promise<T | string> {
+async function script<T>(file: string, argv: string[], timeout = 300_000): Promise<T | string> {
   try {
     const { stdout } = await run(process.execPath, ['--expose-gc', '--max-old-space-size=4096', '-r', 'ts-node/register/transpile-only', join(__dirname, file), ...argv], {
       cwd: ROOT,
-      timeout: 300_000,
+      timeout,
       maxBuffer: 1 << 20,
       env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
     });
@@ -133,6 +152,7 @@ async function main(): Promise<void> {
     lostUpdateKeys: settings.lostUpdateKeys,
     heap: {},
     expiry: {},
+    counts: {},
   };
   const scratchDir = mkdtempSync(join(tmpdir(), 'session-manager-bench-'));
   const config: BenchConfig = { scratchDir };
@@ -157,6 +177,21 @@ async function main(): Promise<void> {
   process.once('SIGTERM', interrupted);
 
   try {
+    if (only === undefined) await loadAndInProcess();
+    // Counts and per-user listings at scale, one process per provider, alone on the machine.
+    for (const provider of settings.countProviders) {
+      const sessions = provider === 'file' ? settings.countFileSessions : settings.countSessions;
+      log(`count ${provider}: ${sessions.toLocaleString('en')} sessions`);
+      const answer = await script<CountResult | { error: string }>('count.ts', [provider, String(sessions)], 1_200_000);
+      const result = typeof answer === 'object' && 'error' in answer ? answer.error : answer;
+      raw.counts![provider] = result;
+      log(`count ${provider}: ${typeof result === 'string' ? result : `count() median ${result.countMedianMs.toFixed(2)} ms, listByUser median ${result.listMedianMs.toFixed(2)} ms`}`);
+    }
+  } finally {
+    await cleanUp();
+  }
+
+  async function loadAndInProcess(): Promise<void> {
     const needsRedis = modes.some(usesRedis);
     const needsPostgres = modes.some(usesPostgres);
     await Promise.all([
@@ -266,8 +301,6 @@ async function main(): Promise<void> {
       }
       log(`expiry ${store}: ${JSON.stringify(raw.expiry[store])}`);
     }
-  } finally {
-    await cleanUp();
   }
 
   raw.settings = { ...settings, elapsedSeconds: Math.round((Date.now() - started) / 1000) };
@@ -279,8 +312,8 @@ async function main(): Promise<void> {
   const stamp = String(raw.environment.date).replace(/[:.]/g, '-');
   const kind = quick ? 'quick' : 'full';
   // A run of some modes, or of a candidate lib/, is kept but is not "the latest" result.
-  const partial = modesArg >= 0 || process.env.BENCH_LIB !== undefined;
-  const name = `${stamp}-${kind}${partial ? '-partial' : ''}`;
+  const partial = modesArg >= 0 || only !== undefined || providersArg >= 0 || process.env.BENCH_LIB !== undefined;
+  const name = `${stamp}-${kind}${only ? `-${only}` : ''}${partial ? '-partial' : ''}`;
   const files: [string, string][] = [
     [`${name}.md`, table],
     [`${name}.json`, json],
