@@ -96,6 +96,27 @@ describe.each(EXPRESS_VERSIONS)('session lifecycle on %s', (_name, express) => {
       expect(refreshed.headers['cache-control']).toBe('no-store');
     });
 
+    it('a write slides the expiry (and re-sends the cookie) on the same schedule as a read', async () => {
+      const { app, middleware } = setup({ maxLifetime: 100, touchAfter: 10 });
+      const cookie = await login(app);
+      const expiry = async (): Promise<number> => {
+        for await (const info of middleware.manager.sessions()) return info.expiresAt.getTime();
+        throw new Error('no session');
+      };
+      const stored = await expiry();
+      clock.advance(5);
+      const write = await request(app).get('/incr').set('Cookie', cookie);
+      expect(write.body.count).toBe(1);
+      expectNoSetCookie(write); // the cookie's Max-Age still holds
+      expect(await expiry()).toBe(stored);
+
+      clock.advance(6);
+      const sliding = await request(app).get('/incr').set('Cookie', cookie);
+      expect(sliding.body.count).toBe(2);
+      expect(setCookie(sliding)).toMatch(/Max-Age=100;/);
+      expect(await expiry()).toBe(clock.now() + 100_000);
+    });
+
     it('refreshes on every request with touchAfter 0', async () => {
       const { app } = setup({ touchAfter: 0 });
       const cookie = await login(app);

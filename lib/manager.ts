@@ -244,10 +244,17 @@ export class Manager extends EventEmitter {
     throw new SessionError(`genid produced ${CREATE_ATTEMPTS} ids in a row that were already in use`);
   }
 
-  /** Applies per-key changes and slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */
+  /**
+   * Applies per-key changes; resolves the expiry stored, or undefined when the
+   * session is gone. The expiry slides as a touch does (`touchAfter`), unless
+   * the lifetime changed or the deadline must come closer: between slides the
+   * client's cookie needs no new Max-Age.
+   * @internal
+   */
   async update(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<number | undefined> {
     const now = this.now();
-    const expiresAt = this.expiryFor(record, now);
+    const fresh = this.expiryFor(record, now);
+    const expiresAt = fresh < record.expiresAt || changes.has(LIFETIME_KEY) || this.shouldTouch(record, now) ? fresh : record.expiresAt;
     const updated = await this.#call('update', () => this.provider.update(record.key, changes, expiresAt, now));
     return updated ? expiresAt : undefined;
   }

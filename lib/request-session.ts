@@ -374,9 +374,11 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
           if (expiresAt === null) return;
         }
         if (expiresAt === undefined) return this.#lose();
+        debug('saved %s', state.record.key.slice(0, 12));
+        // The expiry did not slide: the client's cookie still holds, unless it is signed with an old secret.
+        if (expiresAt === state.record.expiresAt && this.#incoming?.current !== false) return;
         state.record.expiresAt = expiresAt;
         state.refreshed = true;
-        debug('saved %s', state.record.key.slice(0, 12));
       }
     }
   }
