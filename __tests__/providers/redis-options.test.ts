@@ -1,5 +1,5 @@
 // The Redis provider's options, checked at construction (no server needed):
-// unknown names, malformed URLs, clients it refuses, and a missing driver.
+// unknown names, malformed URLs, clients it refuses or takes, and a missing driver.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createCluster } from 'redis';
@@ -55,10 +55,10 @@ describe('redis provider options', () => {
     await expect(constructs({ url })).resolves.toBeUndefined();
   });
 
-  it('wants exactly one of url and client', () => {
+  it('wants exactly one of url, cluster and client', () => {
     expect(optionError(() => new RedisProvider({})).message).toMatch(/give option url .* or client/);
     const client = new IORedis({ lazyConnect: true });
-    expect(optionError(() => new RedisProvider({ url: NO_SERVER, client })).message).toMatch(/url or option client, not both/);
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, client })).message).toMatch(/give one of option url, option cluster or option client/);
     client.disconnect();
   });
 
@@ -67,7 +67,7 @@ describe('redis provider options', () => {
     expect(optionError(() => new RedisProvider({ client: null as never })).message).toMatch(/option client is invalid/);
   });
 
-  it('refuses Cluster clients of every driver (count/entries would see one node, and move spans two slots)', () => {
+  it('takes Cluster clients of every driver (the Cluster layout), without connecting them', async () => {
     const clusters = [
       createCluster({ rootNodes: [{ url: NO_SERVER }] }),
       createCluster6({ rootNodes: [{ url: NO_SERVER }] }),
@@ -75,9 +75,35 @@ describe('redis provider options', () => {
       new IORedis5.Cluster([NO_SERVER], { lazyConnect: true }),
     ];
     for (const cluster of clusters) {
-      expect(optionError(() => new RedisProvider({ client: cluster as never })).message).toMatch(/Redis Cluster clients are not supported/);
+      const provider = new RedisProvider({ client: cluster as never });
+      expect(provider.isCluster).toBe(true);
+      await provider.close();
     }
     for (const cluster of clusters) if ('disconnect' in cluster) cluster.disconnect();
+  });
+
+  it('checks option cluster: root nodes with redis:// urls, and not with url or client', async () => {
+    for (const cluster of [{}, { rootNodes: [] }, { rootNodes: 'redis://127.0.0.1:1' }, null]) {
+      expect(optionError(() => new RedisProvider({ cluster: cluster as never })).message).toMatch(/option cluster is invalid/);
+    }
+    const withPassword = { rootNodes: [{ url: 'http://user:hunter2@127.0.0.1:7000' }] };
+    const message = optionError(() => new RedisProvider({ cluster: withPassword })).message;
+    expect(message).toMatch(/option cluster.rootNodes is invalid/);
+    expect(message).not.toContain('hunter2');
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, cluster: { rootNodes: [{ url: NO_SERVER }] } })).message).toMatch(/give one of/);
+    const provider = new RedisProvider({ cluster: { rootNodes: [{ url: NO_SERVER }] } });
+    expect(provider.isCluster).toBe(true);
+    await provider.close();
+  });
+
+  it('checks waitReplicas and waitTimeoutMs', async () => {
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, waitReplicas: -1 })).message).toMatch(/option waitReplicas is invalid/);
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, waitReplicas: 1.5 })).message).toMatch(/option waitReplicas is invalid/);
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, waitTimeoutMs: 0 })).message).toMatch(/option waitTimeoutMs is invalid/);
+    expect(optionError(() => new RedisProvider({ url: NO_SERVER, timeoutMs: 1000, waitTimeoutMs: 1000 })).message).toMatch(/below timeoutMs/);
+    const provider = new RedisProvider({ url: NO_SERVER, waitReplicas: 1, timeoutMs: 600 });
+    expect([provider.waitReplicas, provider.waitTimeoutMs]).toEqual([1, 300]);
+    await provider.close();
   });
 
   it('refuses an ioredis client with a keyPrefix, which SCAN would not apply', () => {

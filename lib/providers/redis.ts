@@ -1,19 +1,17 @@
 import { errorMessage, OptionError, ProviderError } from '../errors';
 import { USER_KEY, userFromJson, type Provider, type StoredEntry, type StoredSession } from './provider';
+import { ClusterLayout } from './redis-cluster';
+import { flag, gcReply, integer, moveReply, redactedError, scoredIds, sessionReply, strings, UnexpectedReply, type ScoredId } from './redis-replies';
 import {
   changeArgs,
   CREATE_SCRIPT,
-  decodeSession,
   DESTROY_SCRIPT,
   ENTRIES_PAGE_SCRIPT,
   expiriesKey,
   GC_SCRIPT,
-  MOVE_FROM_GONE,
   MOVE_SCRIPT,
-  MOVE_TO_TAKEN,
   PRUNE_USER_SCRIPT,
   sessionKey,
-  timestamp,
   UPDATE_SCRIPT,
   USER_KEEP,
   userChange,
@@ -40,6 +38,32 @@ export interface IORedisClient {
   call(command: string, args: string[]): Promise<unknown>;
 }
 
+/**
+ * The node-redis v5/v6 Cluster surface the provider uses (what
+ * `createCluster()` returns): commands routed by their first key.
+ */
+export interface NodeRedisCluster {
+  readonly isOpen: boolean;
+  sendCommand(firstKey: string, isReadonly: boolean, args: string[]): Promise<unknown>;
+}
+
+/** The ioredis v5/v6 `Cluster` surface the provider uses: `call` (routed by the command's keys) and `pipeline` (for WAIT). */
+export interface IORedisCluster {
+  readonly status: string;
+  readonly isCluster: true;
+  call(command: string, args: string[]): Promise<unknown>;
+}
+
+/**
+ * The node-redis options of a Cluster the provider creates: `rootNodes` (at
+ * least one `{ url }`), and any other `createCluster()` option (`defaults`
+ * with credentials or TLS, `useReplicas`…), passed through.
+ */
+export interface RedisClusterOptions {
+  rootNodes: { url: string }[];
+  [option: string]: unknown;
+}
+
 /** A client the provider created: it also connects and closes it. */
 interface OwnedClient extends NodeRedisClient {
   connect(): Promise<unknown>;
@@ -50,22 +74,56 @@ interface OwnedClient extends NodeRedisClient {
   on(event: 'error', listener: (error: unknown) => void): unknown;
 }
 
-/** Options of the Redis provider. Give `url` or `client`. */
+/**
+ * Options of the Redis provider. Give one of `url`, `cluster` or `client`.
+ *
+ * @example { url: 'redis://127.0.0.1:6379' }
+ * @example { cluster: { rootNodes: [{ url: 'redis://10.0.0.1:7000' }, { url: 'redis://10.0.0.2:7000' }] }, waitReplicas: 1 }
+ * @example { client: new IORedis.Cluster([{ host: '10.0.0.1', port: 7000 }]) }
+ */
 export interface RedisOptions {
   /** `redis[s]://[[user][:password]@]host[:port][/db]`; the provider creates, connects and closes its own `redis` (node-redis 5 or 6) client. */
   url?: string;
   /**
-   * A connected client the app owns: node-redis 5 or 6 (`createClient()`) or
-   * ioredis 5 or 6. `close()` leaves it open. Not a Cluster client.
+   * A Redis Cluster: the provider creates, connects and closes its own
+   * node-redis (5 or 6) `createCluster(cluster)` client, set to fail fast
+   * (no offline queue) and to refresh its map of slots when a node fails.
+   * Needs Redis 6.2 or later. See "Redis Cluster" in docs/redis-drivers.md
+   * for the key layout and what is atomic there.
    */
-  client?: NodeRedisClient | IORedisClient;
+  cluster?: RedisClusterOptions;
+  /**
+   * A connected client the app owns: node-redis 5 or 6 (`createClient()` or
+   * `createCluster()`) or ioredis 5 or 6 (`new Redis()` or `new Redis.Cluster()`).
+   * `close()` leaves it open. A Cluster client switches to the Cluster layout.
+   */
+  client?: NodeRedisClient | IORedisClient | NodeRedisCluster | IORedisCluster;
   /**
    * Prepended to every key: one hash per session at `${prefix}{${sid}}`, and
-   * the indexes `${prefix}expiries` and `${prefix}user:{…}:sids` (see docs/redis-drivers.md).
-   * Must not contain `{` or `}` (the braces around the id are the Cluster hash tag).
+   * the indexes: `${prefix}expiries` on one server, its shards
+   * `${prefix}expiries:{0…15}:sids` on a Cluster, and `${prefix}user:{…}:sids`
+   * (see docs/redis-drivers.md). Must not contain `{` or `}` (the braces
+   * around the id are the Cluster hash tag).
    * @default 'sess:'
    */
   prefix?: string;
+  /**
+   * Replicas that must hold every write before it is acknowledged: after each
+   * write (create, update, touch, regenerate, destroy) the provider sends
+   * `WAIT waitReplicas waitTimeoutMs` to each node it wrote to, and rejects
+   * with a `ProviderError` (503) when fewer replicas confirmed. Redis
+   * replicates asynchronously: without it a master that crashes loses the
+   * writes its replica had not received yet, acknowledged ones included.
+   * While a master has fewer live replicas than this, every write to its
+   * slots fails. `0` turns it off.
+   * @default 0
+   */
+  waitReplicas?: number;
+  /**
+   * Milliseconds `WAIT` gives the replicas (see `waitReplicas`). Must be below `timeoutMs`.
+   * @default 500
+   */
+  waitTimeoutMs?: number;
   /**
    * Milliseconds a call may take before it rejects with a `ProviderError`,
    * connecting included. Redis answers in well under a millisecond, so this
@@ -77,16 +135,26 @@ export interface RedisOptions {
 
 export const DEFAULT_REDIS_PREFIX = 'sess:';
 export const DEFAULT_REDIS_TIMEOUT_MS = 5000;
+export const DEFAULT_REDIS_WAIT_TIMEOUT_MS = 500;
 /** Sessions loaded at once by `entries()`. */
 const PAGE_SIZE = 500;
 /** Expired ids collected by one gc script: a few milliseconds of the server's time. */
 const GC_BATCH = 500;
-const OPTION_NAMES = new Set(['url', 'client', 'prefix', 'timeoutMs']);
+const OPTION_NAMES = new Set(['url', 'cluster', 'client', 'prefix', 'timeoutMs', 'waitReplicas', 'waitTimeoutMs']);
+/** Least time between two refreshes of a Cluster client's map of slots asked for by failing calls. */
+const REFRESH_INTERVAL_MS = 250;
 
 /** The drivers reduced to what the provider needs: raw commands and a readiness check. */
 interface Connection {
-  send(args: string[]): Promise<unknown>;
+  /** Sends a command; on a Cluster, to the node serving `route` (a key of the command). */
+  send(args: string[], route: string): Promise<unknown>;
   ready(): boolean;
+  /** A Cluster client: the Cluster layout is used. */
+  readonly cluster: boolean;
+  /** `WAIT replicas timeoutMs` on the connection that served `route`, resolving how many replicas confirmed. */
+  wait(route: string, replicas: number, timeoutMs: number): Promise<unknown>;
+  /** Asks a Cluster client to reload its map of slots (a node failed: its replica may have taken over). */
+  refresh?(): void;
 }
 
 /**
@@ -98,13 +166,18 @@ interface Connection {
  * each expired id (and drop it from the indexes); and one sorted set per user,
  * which answers `listByUser()`. Never `SCAN` or `KEYS`.
  *
+ * On a Redis Cluster (option `cluster`, or a Cluster client) the same hashes
+ * live in their own slots and every script touches one session alone; the
+ * indexes (the expiry set, sharded, and the users' sets) are updated by
+ * separate commands around it and converge (see `ClusterLayout`).
+ *
  * Works with node-redis 5 and 6 and ioredis 5 and 6. Replies are checked, not
  * trusted: a reply of a shape the provider does not know (a driver mapping
  * replies differently) rejects with a `ProviderError`, never reads as "no
  * session". Driver errors are rebuilt before they are handed out, without
  * the keys and values of the failed command (ioredis attaches them).
  *
- * With `url` the provider owns a node-redis client configured to fail fast:
+ * With `url` or `cluster` the provider owns a node-redis client configured to fail fast:
  * while Redis is unreachable every call rejects at once with a `ProviderError`
  * (no offline queue) and the client reconnects in the background.
  *
@@ -113,55 +186,97 @@ interface Connection {
  * @example
  * const client = await createClient({ url }).connect();
  * sessions({ provider: new RedisProvider({ client, prefix: 'myapp:sess:' }) })
+ * @example
+ * sessions({ provider: 'redis', providerOptions: { cluster: { rootNodes: [{ url: 'redis://10.0.0.1:7000' }] } } })
  */
 export class RedisProvider implements Provider {
   readonly name = 'redis';
   readonly prefix: string;
   readonly timeoutMs: number;
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
   readonly #deadlines: Deadlines;
   readonly #connection: Connection;
   /** Set when the provider created the client: it connects and closes it. */
   readonly #owned: OwnedClient | undefined;
+  readonly #ownedCluster: OwnedCluster | undefined;
   /** The first connection attempt of an owned client: settles on its first `ready` or `error`. */
   #connecting: Promise<void> | undefined;
+  /** Set on a Cluster: the operations of the Cluster layout. */
+  readonly #cluster: ClusterLayout | undefined;
+  #lastRefresh = 0;
+  /** Our Cluster has connected and knows its slots. */
+  #discovered = false;
   #closed = false;
 
   constructor(options: RedisOptions = {}) {
-    const { url, client, prefix, timeoutMs } = checkOptions(options);
+    const { url, cluster, client, prefix, timeoutMs, waitReplicas, waitTimeoutMs } = checkOptions(options);
     this.prefix = prefix;
     this.timeoutMs = timeoutMs;
+    this.waitReplicas = waitReplicas;
+    this.waitTimeoutMs = waitTimeoutMs;
     this.#deadlines = new Deadlines(this.name, timeoutMs);
     if (client !== undefined) {
       this.#connection = adapt(client);
+    } else if (cluster !== undefined) {
+      this.#ownedCluster = createOwnedCluster(cluster, timeoutMs);
+      this.#connection = nodeRedisCluster(this.#ownedCluster);
     } else {
       this.#owned = createOwnedClient(url!, timeoutMs);
       const owned = this.#owned;
-      this.#connection = { send: (args) => owned.sendCommand(args), ready: () => owned.isReady };
+      this.#connection = {
+        send: (args) => owned.sendCommand(args),
+        ready: () => owned.isReady,
+        cluster: false,
+        wait: (_route, replicas, ms) => owned.sendCommand(['WAIT', String(replicas), String(ms)]),
+      };
+    }
+    if (this.#connection.cluster) {
+      this.#cluster = new ClusterLayout(prefix, {
+        eval: (operation, lua, key, args, parse) => this.#eval(operation, lua, [key], args, parse),
+        call: (operation, args, parse) => this.#call(operation, args, parse),
+        acknowledged: (operation, keys) => this.#acknowledged(operation, keys),
+      });
     }
   }
 
+  /** Whether the provider uses the Cluster layout (option `cluster`, or a Cluster client). */
+  get isCluster(): boolean {
+    return this.#cluster !== undefined;
+  }
+
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
+    if (this.#cluster) return this.#cluster.create(sid, values, createdAt, expiresAt);
     const keys = [this.#key(sid), this.#expiries];
     const user = userFromJson(values.get(USER_KEY));
     const hash = user === undefined ? '' : userHash(user);
     if (user !== undefined) keys.push(userKey(this.prefix, hash));
     const args = [this.prefix, sid, String(createdAt), String(expiresAt), hash];
     for (const [key, json] of values) args.push(VALUE_PREFIX + key, json);
-    return (await this.#eval('create', CREATE_SCRIPT, keys, args, flag)) === 1;
+    const created = (await this.#eval('create', CREATE_SCRIPT, keys, args, flag)) === 1;
+    if (created) await this.#acknowledged('create', keys);
+    return created;
   }
 
   async read(sid: string): Promise<StoredSession | undefined> {
+    if (this.#cluster) return this.#cluster.read(sid);
     return this.#call('read', ['HGETALL', this.#key(sid)], sessionReply);
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    if (this.#cluster) return this.#cluster.update(sid, changes, expiresAt, now);
     const user = userChange(this.prefix, changes);
     const keys = [this.#key(sid), this.#expiries, ...user.keys];
     const args = [this.prefix, sid, String(now), String(expiresAt), user.mode, user.hash, ...changeArgs(changes)];
-    return (await this.#eval('update', UPDATE_SCRIPT, keys, args, flag)) === 1;
+    const updated = (await this.#eval('update', UPDATE_SCRIPT, keys, args, flag)) === 1;
+    if (updated) await this.#acknowledged('update', keys);
+    return updated;
   }
 
-  /** One Lua script (see MOVE_SCRIPT): atomic on a single Redis server. */
+  /**
+   * One Lua script on one server (see MOVE_SCRIPT): atomic. On a Cluster the
+   * two ids live in different slots: see `ClusterLayout.move`.
+   */
   async move(
     from: string,
     to: string,
@@ -170,19 +285,29 @@ export class RedisProvider implements Provider {
     expiresAt: number,
     now: number,
   ): Promise<Map<string, string> | undefined | false> {
+    if (this.#cluster) return this.#cluster.move(from, to, changes, createdAt, expiresAt, now);
     const user = userChange(this.prefix, changes);
     const keys = [this.#key(from), this.#key(to), this.#expiries, ...user.keys];
     const args = [this.prefix, from, to, String(now), String(createdAt), String(expiresAt), user.mode, user.hash, ...changeArgs(changes)];
-    return this.#eval('move', MOVE_SCRIPT, keys, args, moveReply);
+    const moved = await this.#eval('move', MOVE_SCRIPT, keys, args, moveReply);
+    if (moved instanceof Map) await this.#acknowledged('move', keys);
+    return moved;
   }
 
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
+    if (this.#cluster) return this.#cluster.touch(sid, expiresAt, now);
     const args = [this.prefix, sid, String(now), String(expiresAt), USER_KEEP, '', '0'];
-    return (await this.#eval('touch', UPDATE_SCRIPT, [this.#key(sid), this.#expiries], args, flag)) === 1;
+    const keys = [this.#key(sid), this.#expiries];
+    const touched = (await this.#eval('touch', UPDATE_SCRIPT, keys, args, flag)) === 1;
+    if (touched) await this.#acknowledged('touch', keys);
+    return touched;
   }
 
   async destroy(sid: string): Promise<void> {
-    await this.#eval('destroy', DESTROY_SCRIPT, [this.#key(sid), this.#expiries], [this.prefix, sid], integer);
+    if (this.#cluster) return this.#cluster.destroy(sid);
+    const keys = [this.#key(sid), this.#expiries];
+    await this.#eval('destroy', DESTROY_SCRIPT, keys, [this.prefix, sid], integer);
+    await this.#acknowledged('destroy', keys);
   }
 
   /**
@@ -190,9 +315,11 @@ export class RedisProvider implements Provider {
    * {@link GC_BATCH}, deleting what Redis has not deleted yet (a `now` ahead
    * of the server's clock) and reporting each id once, even with several
    * processes collecting at the same time. Sessions Redis deleted at their TTL
-   * are reported too: this is when their `expired` event fires.
+   * are reported too: this is when their `expired` event fires. On a Cluster,
+   * shard by shard (see `ClusterLayout.gc`).
    */
   async gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
+    if (this.#cluster) return this.#cluster.gc(now, onExpired);
     let collected = 0;
     for (;;) {
       const { looked, sids } = await this.#eval('gc', GC_SCRIPT, [this.#expiries], [this.prefix, String(now), String(GC_BATCH)], gcReply);
@@ -203,11 +330,12 @@ export class RedisProvider implements Provider {
   }
 
   /**
-   * One `ZCOUNT` of the expiries index. A session written only by a version
-   * without the index is not in it (not counted, listed or collected) until
-   * its next write.
+   * One `ZCOUNT` of the expiries index (on a Cluster, one per shard, in
+   * parallel). A session written only by a version without the index is not
+   * in it (not counted, listed or collected) until its next write.
    */
   async count(now: number): Promise<number> {
+    if (this.#cluster) return this.#cluster.count(now);
     return this.#call('count', ['ZCOUNT', this.#expiries, `(${now}`, '+inf'], integer);
   }
 
@@ -220,6 +348,10 @@ export class RedisProvider implements Provider {
    * each session is listed once.
    */
   async *entries(now: number): AsyncIterable<StoredEntry> {
+    if (this.#cluster) {
+      yield* this.#cluster.entries(now);
+      return;
+    }
     const listed = new Set<string>();
     let cursor: ScoredId | undefined;
     for (;;) {
@@ -246,6 +378,7 @@ export class RedisProvider implements Provider {
    * only when there are any).
    */
   async listByUser(userId: string, now: number): Promise<StoredEntry[]> {
+    if (this.#cluster) return this.#cluster.listByUser(userId, now);
     const hash = userHash(userId);
     const key = userKey(this.prefix, hash);
     const sids = await this.#call('listByUser', ['ZRANGEBYSCORE', key, `(${now}`, '+inf'], strings);
@@ -267,6 +400,11 @@ export class RedisProvider implements Provider {
     if (this.#closed) return;
     this.#closed = true;
     this.#deadlines.stop();
+    const cluster = this.#ownedCluster;
+    if (cluster !== undefined) {
+      if (cluster.isOpen) await cluster.close().catch(() => cluster.destroy());
+      return;
+    }
     const owned = this.#owned;
     if (owned === undefined || !owned.isOpen) return;
     // close() lets pending replies arrive; while disconnected there are none, and waiting would hang.
@@ -282,23 +420,45 @@ export class RedisProvider implements Provider {
     return expiriesKey(this.prefix);
   }
 
-  /** EVALSHA, falling back to EVAL once when the server has not cached the script (restart, SCRIPT FLUSH). */
+  /**
+   * With `waitReplicas`: `WAIT` on the node serving each key written (once per
+   * key: keys of one slot share a node), rejecting with a ProviderError when
+   * fewer replicas than asked confirmed within `waitTimeoutMs`.
+   */
+  async #acknowledged(operation: string, keys: string[]): Promise<void> {
+    if (this.waitReplicas === 0) return;
+    const routes = this.#connection.cluster ? [...new Set(keys)] : [keys[0]];
+    const wanted = this.waitReplicas;
+    await Promise.all(
+      routes.map((route) =>
+        this.#run(operation, [route], () => this.#connection.wait(route, wanted, this.waitTimeoutMs), (reply) => {
+          const confirmed = integer(reply);
+          if (confirmed < wanted) {
+            throw new UnexpectedReply(`the write reached ${confirmed} of ${wanted} replicas within ${this.waitTimeoutMs} ms (WAIT): it may be lost if its master fails`);
+          }
+        }),
+      ),
+    );
+  }
+
+  /** EVALSHA, falling back to EVAL once when the server has not cached the script (restart, SCRIPT FLUSH). Routed by the first key. */
   #eval<T>(operation: string, lua: RedisScript, keys: string[], args: string[], parse: (reply: unknown) => T): Promise<T> {
     const tail = [String(keys.length), ...keys, ...args];
+    const route = keys[0];
     const work = async (): Promise<unknown> => {
       try {
-        return await this.#send(['EVALSHA', lua.sha1, ...tail]);
+        return await this.#send(['EVALSHA', lua.sha1, ...tail], route);
       } catch (error) {
         if (!errorMessage(error).startsWith('NOSCRIPT')) throw error;
-        return this.#send(['EVAL', lua.source, ...tail]);
+        return this.#send(['EVAL', lua.source, ...tail], route);
       }
     };
     return this.#run(operation, [...keys, ...args], work, parse);
   }
 
-  /** One command; see #run. */
+  /** One command, routed by its first argument; see #run. */
   #call<T>(operation: string, args: string[], parse: (reply: unknown) => T): Promise<T> {
-    return this.#run(operation, args.slice(1), () => this.#send(args), parse);
+    return this.#run(operation, args.slice(1), () => this.#send(args, args[1]), parse);
   }
 
   /**
@@ -313,6 +473,7 @@ export class RedisProvider implements Provider {
       try {
         reply = await work();
       } catch (error) {
+        this.#refresh(error);
         const cause = redactedError(error, secrets);
         throw new ProviderError(this.name, `${operation} failed: ${cause.message}`, cause);
       }
@@ -325,7 +486,38 @@ export class RedisProvider implements Provider {
     });
   }
 
-  async #send(args: string[]): Promise<unknown> {
+  /**
+   * On a Cluster, a failed call may mean a master died and its replica is
+   * taking over: node-redis only reloads its map of slots on a MOVED reply,
+   * which a dead node never sends, so the provider asks for a reload (at most
+   * every {@link REFRESH_INTERVAL_MS}). Script errors need none.
+   */
+  #refresh(error: unknown): void {
+    const refresh = this.#connection.refresh;
+    if (refresh === undefined || /^(ERR|WRONGTYPE|NOSCRIPT)/.test(errorMessage(error))) return;
+    const now = Date.now();
+    if (now - this.#lastRefresh < REFRESH_INTERVAL_MS) return;
+    this.#lastRefresh = now;
+    refresh();
+  }
+
+  async #send(args: string[], route: string): Promise<unknown> {
+    const cluster = this.#ownedCluster;
+    if (cluster !== undefined && !this.#discovered) {
+      // Our Cluster: the first call connects and discovers the slots (node-redis
+      // says isOpen from the start of connect(), before it knows any slot); a
+      // failed attempt is retried by the next call.
+      this.#connecting ??= cluster.connect().then(
+        () => {
+          this.#discovered = true;
+        },
+        (error: unknown) => {
+          this.#connecting = undefined;
+          throw error;
+        },
+      );
+      await this.#connecting;
+    }
     if (!this.#connection.ready()) {
       const owned = this.#owned;
       if (owned === undefined) throw new Error('the client is not connected');
@@ -336,27 +528,61 @@ export class RedisProvider implements Provider {
       await this.#connecting;
       if (!owned.isReady) throw new Error('not connected to Redis (reconnecting)');
     }
-    return this.#connection.send(args);
+    return this.#connection.send(args, route);
   }
 }
 
+interface CheckedOptions {
+  url?: string;
+  cluster?: RedisClusterOptions;
+  client?: RedisOptions['client'];
+  prefix: string;
+  timeoutMs: number;
+  waitReplicas: number;
+  waitTimeoutMs: number;
+}
+
 /** The checked options, with defaults. Throws an OptionError naming the first bad option. */
-function checkOptions(options: RedisOptions): { url?: string; client?: RedisOptions['client']; prefix: string; timeoutMs: number } {
+function checkOptions(options: RedisOptions): CheckedOptions {
   if (options === null || typeof options !== 'object') throw new OptionError('[redis] options must be an object with url or client');
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.has(name)) throw new OptionError(`[redis] unknown option ${name}`);
   }
-  const { url, client, prefix = DEFAULT_REDIS_PREFIX, timeoutMs = DEFAULT_REDIS_TIMEOUT_MS } = options;
+  const {
+    url,
+    cluster,
+    client,
+    prefix = DEFAULT_REDIS_PREFIX,
+    timeoutMs = DEFAULT_REDIS_TIMEOUT_MS,
+    waitReplicas = 0,
+    waitTimeoutMs = Math.min(DEFAULT_REDIS_WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)),
+  } = options;
   // A brace in the prefix would become the Cluster hash tag and put every session on one slot.
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new OptionError(`[redis] option prefix is invalid: ${String(prefix)}`);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[redis] option timeoutMs is invalid: ${String(timeoutMs)}`);
-  if (url !== undefined && client !== undefined) throw new OptionError('[redis] give option url or option client, not both');
-  if (url === undefined && client === undefined) {
-    throw new OptionError('[redis] give option url (a redis:// URL) or client (a connected redis or ioredis client)');
+  if (!Number.isSafeInteger(waitReplicas) || waitReplicas < 0) throw new OptionError(`[redis] option waitReplicas is invalid: ${String(waitReplicas)}`);
+  if (!Number.isSafeInteger(waitTimeoutMs) || waitTimeoutMs < 1 || waitTimeoutMs >= timeoutMs) {
+    throw new OptionError(`[redis] option waitTimeoutMs is invalid: ${String(waitTimeoutMs)} (a whole number of ms below timeoutMs)`);
+  }
+  const given = [url, cluster, client].filter((option) => option !== undefined).length;
+  if (given > 1) throw new OptionError('[redis] give one of option url, option cluster or option client');
+  if (given === 0) {
+    throw new OptionError('[redis] give option url (a redis:// URL), cluster ({ rootNodes: [{ url }] }) or client (a connected redis or ioredis client)');
   }
   // The URL itself stays out of the message: it may hold a password.
   if (url !== undefined && !isRedisUrl(url)) throw new OptionError('[redis] option url is invalid: expected redis[s]://[[user][:password]@]host[:port][/db]');
-  return { url, client, prefix, timeoutMs };
+  if (cluster !== undefined) checkCluster(cluster);
+  return { url, cluster, client, prefix, timeoutMs, waitReplicas, waitTimeoutMs };
+}
+
+function checkCluster(cluster: unknown): void {
+  const rootNodes = (cluster as { rootNodes?: unknown } | null)?.rootNodes;
+  if (typeof cluster !== 'object' || !Array.isArray(rootNodes) || rootNodes.length === 0) {
+    throw new OptionError('[redis] option cluster is invalid: expected { rootNodes: [{ url }, …] } with at least one node');
+  }
+  if (!rootNodes.every((node) => isRedisUrl((node as { url?: unknown } | null)?.url))) {
+    throw new OptionError('[redis] option cluster.rootNodes is invalid: each node needs a url redis[s]://[[user][:password]@]host[:port]');
+  }
 }
 
 function isRedisUrl(url: unknown): boolean {
@@ -386,14 +612,18 @@ function firstConnection(client: OwnedClient): Promise<void> {
   });
 }
 
-/** A client of whichever `redis` major is installed (5 and 6 take the same options). */
-function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
-  let redis: typeof import('redis');
+/** `require('redis')` (whichever major is installed), or the OptionError that says to install it. */
+function loadRedis(): typeof import('redis') {
   try {
-    redis = require('redis');
+    return require('redis');
   } catch (error) {
     throw new OptionError(`Cannot import \`redis\`: install it or pass \`client\` (${errorMessage(error)})`);
   }
+}
+
+/** A client of whichever `redis` major is installed (5 and 6 take the same options). */
+function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
+  const redis = loadRedis();
   const client = redis.createClient({
     url,
     // Reject commands while reconnecting instead of queueing them forever.
@@ -406,180 +636,108 @@ function createOwnedClient(url: string, timeoutMs: number): OwnedClient {
   return client;
 }
 
-/** node-redis 5/6 (`sendCommand`, `isReady`) or ioredis 5/6 (`call`, `status`). */
-function adapt(client: NodeRedisClient | IORedisClient): Connection {
+/** A node-redis Cluster the provider created: it also connects and closes it. */
+interface OwnedCluster extends NodeRedisCluster {
+  connect(): Promise<unknown>;
+  close(): Promise<void>;
+  destroy(): void;
+  on(event: 'error', listener: (error: unknown) => void): unknown;
+}
+
+/** A node-redis Cluster (5 or 6) over `options`, its nodes failing fast (no offline queue) and connecting within `timeoutMs`. */
+function createOwnedCluster(options: RedisClusterOptions, timeoutMs: number): OwnedCluster {
+  const redis = loadRedis();
+  const defaults = (options.defaults ?? {}) as { socket?: Record<string, unknown> };
+  const cluster = redis.createCluster({
+    ...options,
+    defaults: {
+      disableOfflineQueue: true,
+      ...defaults,
+      socket: { connectTimeout: timeoutMs, ...defaults.socket },
+    },
+  } as Parameters<typeof redis.createCluster>[0]) as unknown as OwnedCluster;
+  // Discovery failures are emitted as 'error'; unhandled, that would crash the process.
+  cluster.on('error', () => undefined);
+  return cluster;
+}
+
+/** The internals of node-redis's Cluster used to reload its map of slots (`rediscover`). Absent: no reload. */
+interface NodeRedisSlots {
+  masters?: { client?: { isReady?: boolean; options?: unknown } }[];
+  rediscover?(startWith: { options?: unknown }): Promise<void>;
+}
+
+/** A node-redis Cluster (5 or 6) as a Connection: commands routed by their key (`sendCommand(firstKey, false, args)`: masters only, read-your-writes). */
+function nodeRedisCluster(cluster: NodeRedisCluster): Connection {
+  const self = ((cluster as unknown as { _self?: unknown })._self ?? cluster) as { _slots?: NodeRedisSlots; _options?: { rootNodes?: unknown[] } };
+  return {
+    send: (args, route) => cluster.sendCommand(route, false, args),
+    ready: () => cluster.isOpen,
+    cluster: true,
+    wait: (route, replicas, ms) => cluster.sendCommand(route, false, ['WAIT', String(replicas), String(ms)]),
+    refresh: () => {
+      const slots = self._slots;
+      if (typeof slots?.rediscover !== 'function' || !cluster.isOpen) return;
+      // Starts from a node that answers; rediscover falls back to the root nodes when that one fails.
+      const live = slots.masters?.find((master) => master.client?.isReady === true)?.client;
+      const startWith = live?.options !== undefined ? live : { options: self._options?.rootNodes?.[0] };
+      slots.rediscover(startWith).catch(() => undefined);
+    },
+  };
+}
+
+/** The ioredis Cluster surface used for WAIT: a pipeline runs on the node of its first keyed command. */
+interface IORedisPipelineClient {
+  pipeline(): { call(command: string, ...args: string[]): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+}
+
+/** node-redis 5/6 (`sendCommand`, `isReady`) or ioredis 5/6 (`call`, `status`), single server or Cluster. */
+function adapt(client: NonNullable<RedisOptions['client']>): Connection {
   const candidate = client as unknown as Record<string, unknown>;
   if (candidate === null || typeof candidate !== 'object') throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
-  // Cluster clients route by key: the scripts touch a session and index keys of
-  // other slots (expiries, a user's set), and move() spans two slots.
-  if (typeof candidate.nodeClient === 'function' || candidate.isCluster === true) {
-    throw new OptionError('[redis] option client is invalid: Redis Cluster clients are not supported');
+  // ioredis prefixes the keys it sends but not the keys the scripts build (a user's set, sessions in gc).
+  const keyPrefix = (candidate.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+  if (typeof keyPrefix === 'string' && keyPrefix !== '') {
+    throw new OptionError('[redis] option client is invalid: an ioredis client with keyPrefix (use the option prefix instead)');
+  }
+  // node-redis's Cluster: routed sendCommand(firstKey, isReadonly, args), and nodeClient().
+  if (typeof candidate.nodeClient === 'function' && typeof candidate.sendCommand === 'function') return nodeRedisCluster(client as NodeRedisCluster);
+  if (candidate.isCluster === true && typeof candidate.call === 'function' && typeof candidate.pipeline === 'function') {
+    const io = client as IORedisCluster & IORedisPipelineClient & { refreshSlotsCache?(callback?: () => void): void };
+    return {
+      // ioredis routes by the keys it finds in the command (EVALSHA's numkeys included).
+      send: (args) => io.call(args[0], args.slice(1)),
+      ready: () => io.status === 'ready',
+      cluster: true,
+      wait: async (route, replicas, ms) => {
+        // WAIT has no key, so a bare call goes to any node; in a pipeline it follows the keyed command to the node of `route`.
+        const pipeline = io.pipeline();
+        pipeline.call('EXISTS', route);
+        pipeline.call('WAIT', String(replicas), String(ms));
+        const results = await pipeline.exec();
+        const failed = results?.find(([error]) => error !== null);
+        if (failed) throw failed[0];
+        return results?.[1]?.[1];
+      },
+    };
   }
   if (typeof candidate.sendCommand === 'function' && 'isReady' in candidate) {
     const redis = client as NodeRedisClient;
-    return { send: (args) => redis.sendCommand(args), ready: () => redis.isReady };
+    return {
+      send: (args) => redis.sendCommand(args),
+      ready: () => redis.isReady,
+      cluster: false,
+      wait: (_route, replicas, ms) => redis.sendCommand(['WAIT', String(replicas), String(ms)]),
+    };
   }
   if (typeof candidate.call === 'function' && typeof candidate.status === 'string') {
-    // ioredis prefixes the keys it sends but not the keys the scripts build (a user's set, sessions in gc).
-    const keyPrefix = (candidate.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
-    if (typeof keyPrefix === 'string' && keyPrefix !== '') {
-      throw new OptionError('[redis] option client is invalid: an ioredis client with keyPrefix (use the option prefix instead)');
-    }
     const io = client as IORedisClient;
-    return { send: (args) => io.call(args[0], args.slice(1)), ready: () => io.status === 'ready' };
+    return {
+      send: (args) => io.call(args[0], args.slice(1)),
+      ready: () => io.status === 'ready',
+      cluster: false,
+      wait: (_route, replicas, ms) => io.call('WAIT', [String(replicas), String(ms)]),
+    };
   }
   throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
-}
-
-// ---- Replies -------------------------------------------------------------
-// Drivers differ in what a raw command resolves: node-redis 6 (RESP3 by default)
-// answers HGETALL with an object, node-redis 5 and ioredis with a flat array,
-// a client with a type mapping with a Map or Buffers. The parsers accept those
-// shapes and throw UnexpectedReply for anything else. Their messages name the
-// shape only, never the content (it holds session data).
-
-/** A reply the provider does not understand. */
-class UnexpectedReply extends Error {}
-
-/** An UnexpectedReply for a reply of the wrong shape, the likely cause: a client that maps replies its own way. */
-function wrongShape(expected: string, reply: unknown): UnexpectedReply {
-  return new UnexpectedReply(`expected ${expected}, got ${shape(reply)} (does the client map replies differently?)`);
-}
-
-function shape(reply: unknown): string {
-  if (reply === null) return 'null';
-  if (Array.isArray(reply)) return `an array of ${reply.length}`;
-  return typeof reply === 'object' ? `a ${reply.constructor?.name ?? 'null-prototype object'}` : `a ${typeof reply}`;
-}
-
-/** A bulk string: a string, or a Buffer when the client maps strings to Buffers. */
-function text(reply: unknown): string {
-  if (typeof reply === 'string') return reply;
-  // Not `instanceof`: a Buffer of another realm (vm contexts, jest) fails that test.
-  if (ArrayBuffer.isView(reply)) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength).toString('utf8');
-  throw wrongShape('a string reply', reply);
-}
-
-function integer(reply: unknown): number {
-  let value: number | undefined;
-  if (typeof reply === 'number' || typeof reply === 'bigint') value = Number(reply);
-  else if (typeof reply === 'string' || ArrayBuffer.isView(reply)) value = timestamp(text(reply));
-  if (value === undefined || !Number.isSafeInteger(value)) throw wrongShape('an integer reply', reply);
-  return value;
-}
-
-/** The 0/1 answer of CREATE_SCRIPT and UPDATE_SCRIPT. */
-function flag(reply: unknown): 0 | 1 {
-  const value = integer(reply);
-  if (value !== 0 && value !== 1) throw new UnexpectedReply('expected 0 or 1 from the script');
-  return value;
-}
-
-/** A hash (HGETALL): a flat [field, value, …] array (RESP2), or an object or Map (RESP3). */
-function hashFields(reply: unknown): [string, string][] {
-  const fields: [string, string][] = [];
-  if (Array.isArray(reply)) {
-    if (reply.length % 2 !== 0) throw wrongShape('field/value pairs', reply);
-    for (let i = 0; i < reply.length; i += 2) fields.push([text(reply[i]), text(reply[i + 1])]);
-  } else if (Object.prototype.toString.call(reply) === '[object Map]') {
-    for (const [field, value] of reply as Map<unknown, unknown>) fields.push([text(field), text(value)]);
-  } else if (isPlainObject(reply)) {
-    for (const [field, value] of Object.entries(reply)) fields.push([field, text(value)]);
-  } else {
-    throw wrongShape('a hash', reply);
-  }
-  return fields;
-}
-
-/** `{}` or `Object.create(null)`, of any realm: not a Map, Buffer or class instance. */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object') return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === null || Object.getPrototypeOf(proto) === null;
-}
-
-/** HGETALL of a session key: undefined when the key does not exist (or expired). */
-function sessionReply(reply: unknown): StoredSession | undefined {
-  const fields = hashFields(reply);
-  if (fields.length === 0) return undefined;
-  const stored = decodeSession(fields);
-  // Not "no session": a hash under our prefix without our metadata means another app shares the prefix, or corruption.
-  if (stored === undefined) throw new UnexpectedReply('the hash at this key is not a session (no valid m:c/m:e fields)');
-  return stored;
-}
-
-/** A list of strings (ZRANGEBYSCORE). */
-function strings(reply: unknown): string[] {
-  if (!Array.isArray(reply)) throw wrongShape('a list', reply);
-  return reply.map(text);
-}
-
-/** A member of the expiries index with its score, as the server wrote it (the next page's cursor). */
-interface ScoredId {
-  sid: string;
-  score: string;
-}
-
-/** ENTRIES_PAGE_SCRIPT's flat [id, score, …] list. */
-function scoredIds(reply: unknown): ScoredId[] {
-  const list = strings(reply);
-  if (list.length % 2 !== 0) throw wrongShape('id/score pairs', reply);
-  const page: ScoredId[] = [];
-  for (let i = 0; i < list.length; i += 2) {
-    if (timestamp(list[i + 1]) === undefined) throw new UnexpectedReply('a score of the expiries index is not a timestamp');
-    page.push({ sid: list[i], score: list[i + 1] });
-  }
-  return page;
-}
-
-/** GC_SCRIPT's { how many it looked at, the collected ids… }. */
-function gcReply(reply: unknown): { looked: number; sids: string[] } {
-  if (!Array.isArray(reply) || reply.length === 0) throw wrongShape('a count and ids from the gc script', reply);
-  return { looked: integer(reply[0]), sids: reply.slice(1).map(text) };
-}
-
-function moveReply(reply: unknown): Map<string, string> | undefined | false {
-  if (!Array.isArray(reply)) {
-    const code = integer(reply);
-    if (code === MOVE_FROM_GONE) return undefined;
-    if (code === MOVE_TO_TAKEN) return false;
-    throw new UnexpectedReply('unknown answer code from the move script');
-  }
-  const stored = decodeSession(hashFields(reply));
-  if (stored === undefined) throw new UnexpectedReply('the moved hash is not a session');
-  return stored.values;
-}
-
-// ---- Errors --------------------------------------------------------------
-
-/** Longest driver message kept: enough to diagnose, too short to carry a session. */
-const MAX_MESSAGE = 300;
-/**
- * Shorter arguments are left in messages: they cannot be told apart from the
- * message's own text ('1' in "@user_script:1"), and no key or id is that short.
- */
-const MIN_REDACTED = 3;
-
-/**
- * A driver's error rebuilt for handing out: its `name`, its `code` and its
- * message with every occurrence of `secrets` (the command's keys, fields and
- * values) replaced by `…`, and every quoted span blanked (Redis quotes the
- * arguments it echoes, cut to 128 characters, so they no longer match a
- * secret whole). Nothing else is kept: ioredis attaches the command with its
- * arguments (`command.args`) and earlier errors (`previousErrors`), and the
- * original stack repeats the message.
- */
-function redactedError(error: unknown, secrets: string[]): Error {
-  let message = errorMessage(error);
-  // Longest first, so a value inside a longer key is not half-replaced.
-  for (const secret of [...new Set(secrets)].filter((s) => s.length >= MIN_REDACTED).sort((a, b) => b.length - a.length)) {
-    message = message.split(secret).join('…');
-  }
-  message = message.replace(/'[^']*(?:'|$)/g, "'…'").replace(/"[^"]*(?:"|$)/g, '"…"');
-  const redacted = new Error(message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message);
-  const { name, code } = (typeof error === 'object' && error !== null ? error : {}) as { name?: unknown; code?: unknown };
-  if (typeof name === 'string' && /^\w{1,64}$/.test(name)) redacted.name = name;
-  // Codes are fixed identifiers ('ECONNREFUSED', 'ERR_…'), never data.
-  if ((typeof code === 'string' && /^[\w.-]{1,64}$/.test(code)) || typeof code === 'number') Object.assign(redacted, { code });
-  return redacted;
 }
