@@ -107,8 +107,14 @@ describe('redis provider options', () => {
   });
 
   it('refuses an ioredis client with a keyPrefix, which SCAN would not apply', () => {
-    for (const client of [new IORedis({ lazyConnect: true, keyPrefix: 'app:' }), new IORedis5({ lazyConnect: true, keyPrefix: 'app:' })]) {
-      expect(optionError(() => new RedisProvider({ client })).message).toMatch(/keyPrefix \(use the option prefix instead\)/);
+    const clients = [
+      new IORedis({ lazyConnect: true, keyPrefix: 'app:' }),
+      new IORedis5({ lazyConnect: true, keyPrefix: 'app:' }),
+      new IORedis.Cluster([NO_SERVER], { lazyConnect: true, keyPrefix: 'app:' }),
+      new IORedis.Cluster([NO_SERVER], { lazyConnect: true, redisOptions: { keyPrefix: 'app:' } }),
+    ];
+    for (const client of clients) {
+      expect(optionError(() => new RedisProvider({ client: client as never })).message).toMatch(/keyPrefix \(use the option prefix instead\)/);
       client.disconnect();
     }
   });

@@ -72,9 +72,8 @@ const script = (source: string): RedisScript => ({ source, sha1: createHash('sha
 // set being bound) are declared in KEYS[]. The set of the user a session was
 // bound to is named by the stored `m:u`, which only the script sees, so it is
 // built inside Lua from ARGV[1] (the prefix); so are session keys in gc. Fine
-// on one server. A Cluster version would read `m:u` first and pass that key
-// too (retrying when it changed), and write the indexes as a second,
-// idempotent step: readers already check every index entry against its hash.
+// on one server only: on a Cluster the provider uses the one-key scripts of
+// redis-cluster-scripts.ts and updates the indexes as separate commands.
 // ARGV numbers are compared as Lua doubles: exact for ms timestamps.
 // HSET goes field by field because `unpack()` of a large session could exceed
 // Lua's C stack (~8000 values). Every HSET comes before PEXPIREAT: PEXPIREAT

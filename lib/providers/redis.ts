@@ -696,7 +696,8 @@ function adapt(client: NonNullable<RedisOptions['client']>): Connection {
   const candidate = client as unknown as Record<string, unknown>;
   if (candidate === null || typeof candidate !== 'object') throw new OptionError('[redis] option client is invalid: expected a connected node-redis or ioredis client');
   // ioredis prefixes the keys it sends but not the keys the scripts build (a user's set, sessions in gc).
-  const keyPrefix = (candidate.options as { keyPrefix?: unknown } | undefined)?.keyPrefix;
+  const ioOptions = candidate.options as { keyPrefix?: unknown; redisOptions?: { keyPrefix?: unknown } } | undefined;
+  const keyPrefix = ioOptions?.keyPrefix ?? ioOptions?.redisOptions?.keyPrefix;
   if (typeof keyPrefix === 'string' && keyPrefix !== '') {
     throw new OptionError('[redis] option client is invalid: an ioredis client with keyPrefix (use the option prefix instead)');
   }
