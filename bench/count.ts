@@ -100,6 +100,9 @@ export interface CountResult {
   notes: string[];
 }
 
+/** What must go at the end even when a fill failed or the run is interrupted (SIGINT, or run.ts's timeout): throwaway servers, the temp dir. */
+const onInterrupt: Array<() => unknown> = [];
+
 function log(message: string): void {
   process.stderr.write(`[count ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
@@ -251,6 +254,8 @@ interface Store {
   /** The provider instance the manager uses. */
   provider: import('../lib/index').Provider;
   trips?: TripCounter;
+  /** A line on how the store answers a count (PostgreSQL: its plan), for the notes. */
+  diagnose?: () => Promise<string>;
   cleanUp: () => Promise<void>;
 }
 
@@ -291,6 +296,7 @@ async function sqliteStore(lib: Lib, count: number, now: number, scratch: string
 async function redisStore(lib: Lib, count: number, now: number): Promise<Store & { fillMethod: string }> {
   let server: RedisServer | undefined;
   const url = process.env.REDIS_URL ?? (server = await startRedis()).url;
+  if (server) onInterrupt.push(() => discard(server!));
   const { createClient } = require('redis') as typeof import('redis');
   const fillClient = await createClient({ url }).on('error', () => undefined).connect();
   const filler = new lib.RedisProvider({ client: fillClient, prefix: PREFIX });
@@ -329,6 +335,7 @@ async function redisStore(lib: Lib, count: number, now: number): Promise<Store &
 async function postgresStore(lib: Lib, count: number, now: number): Promise<Store & { fillMethod: string }> {
   let server: PgServer | undefined;
   const connectionString = process.env.DATABASE_URL ?? (server = await startPostgres()).url;
+  if (server) onInterrupt.push(() => discard(server!));
   const { Pool } = require('pg') as typeof import('pg');
   const pool = new Pool({ connectionString });
   pool.on('error', () => undefined);
@@ -337,8 +344,9 @@ async function postgresStore(lib: Lib, count: number, now: number): Promise<Stor
   const columns: (string | null)[][] = [[], [], [], [], []];
   let insert = '';
   const collecting = {
+    // `text` may be a named statement's config ({ name, text, values }): passed on as it came.
     query: async (text: string, values?: unknown[]) => {
-      if (!text.startsWith('INSERT INTO')) return pool.query(text, values);
+      if (typeof text !== 'string' || !text.startsWith('INSERT INTO')) return pool.query(text, values);
       insert = text;
       values!.forEach((value, i) => columns[i].push(value === null ? null : String(value)));
       return { rows: [], rowCount: 1 };
@@ -376,12 +384,31 @@ async function postgresStore(lib: Lib, count: number, now: number): Promise<Stor
     provider,
     trips,
     fillMethod: "provider.create(), its INSERTs' parameters flushed as multi-row INSERTs of 20,000; then VACUUM (ANALYZE)",
+    diagnose: async () => {
+      // The provider's count statement, as its source has it (lib/providers/postgres.ts).
+      const { rows } = await pool.query(`EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) AS live FROM "${TABLE}" WHERE expires_at > $1`, [Date.now()]);
+      const plan = (rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode; 'Execution Time': number }] })['QUERY PLAN'][0];
+      const nodes: string[] = [];
+      const walk = (node: PlanNode): void => {
+        nodes.push(`${node['Node Type']}${node['Index Name'] ? ` on ${node['Index Name']}` : ''}${node['Workers Launched'] ? ` (${node['Workers Launched']} workers)` : ''}`);
+        for (const child of node.Plans ?? []) walk(child);
+      };
+      walk(plan.Plan);
+      return `PostgreSQL count plan: ${nodes.join(' > ')}; ${plan['Execution Time'].toFixed(1)} ms in the server`;
+    },
     cleanUp: async () => {
       if (server === undefined) await pool.query(`DROP TABLE IF EXISTS "${TABLE}"`).catch(() => undefined);
       await pool.end();
       if (server) await discard(server);
     },
   };
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Workers Launched'?: number;
+  Plans?: PlanNode[];
 }
 
 async function fileStore(lib: Lib, count: number, now: number, scratch: string): Promise<Store & { fillMethod: string }> {
@@ -410,6 +437,7 @@ async function clusterStore(lib: Lib, count: number, now: number): Promise<Store
   if (!existsSync(support)) throw new Error('not measured: no __tests__/support/redis-cluster.ts to start a cluster with');
   const { startRedisCluster, stopRedisCluster } = require(support) as typeof import('../__tests__/support/redis-cluster');
   const cluster = await startRedisCluster();
+  onInterrupt.push(() => stopRedisCluster(cluster));
   try {
     const filler = new lib.RedisProvider(options(cluster.rootNodes));
     await fill(count, now, 5000, (seed) => filler.create(seed.sid, seed.values, seed.createdAt, seed.expiresAt));
@@ -447,6 +475,7 @@ async function measure(provider: CountProvider, count: number): Promise<CountRes
   const lib = loadLibrary();
   const notes: string[] = [];
   const scratch = mkdtempSync(join(tmpdir(), 'session-manager-count-'));
+  onInterrupt.push(() => rmSync(scratch, { recursive: true, force: true }));
   const now = Date.now();
   let store: (Store & { fillMethod: string }) | undefined;
   let manager: InstanceType<Lib['Manager']> | undefined;
@@ -483,6 +512,7 @@ async function measure(provider: CountProvider, count: number): Promise<CountRes
       countMs.push(performance.now() - started);
       if (trips) countRoundTrips = Math.max(countRoundTrips ?? 0, trips.roundTrips);
     }
+    if (store.diagnose) notes.push(await store.diagnose());
     if (countMs.length < SEQUENTIAL) notes.push(`only ${countMs.length} sequential counts (${SEQUENTIAL_BUDGET_MS / 1000} s budget)`);
     log(`${provider}: count() first ${firstCountMs.toFixed(2)} ms, median ${median(countMs).toFixed(2)} ms, max ${Math.max(...countMs).toFixed(2)} ms`);
 
@@ -577,7 +607,8 @@ async function measure(provider: CountProvider, count: number): Promise<CountRes
     // The manager closes the provider; cleanUp then removes the data.
     await manager?.close().catch(() => undefined);
     await store?.cleanUp().catch((err: Error) => log(`clean-up failed: ${err.message}`));
-    rmSync(scratch, { recursive: true, force: true });
+    // Whatever a failed fill left (its store never came back to clean up): servers, the temp dir. Each step is idempotent.
+    await Promise.allSettled(onInterrupt.splice(0).map(async (step) => step()));
     log(`${provider}: cleaned up in ${((performance.now() - cleaning) / 1000).toFixed(1)} s`);
   }
 }
@@ -622,6 +653,12 @@ async function main(): Promise<void> {
   const count = Number(process.argv[3] ?? (provider === 'file' ? 100_000 : 1_000_000));
   if (!COUNT_PROVIDERS.includes(provider) || !Number.isSafeInteger(count) || count < USERS * SESSIONS_PER_USER) {
     throw new Error(`usage: count.ts <${COUNT_PROVIDERS.join('|')}> [sessions ≥ ${USERS * SESSIONS_PER_USER}]`);
+  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: cleaning up`);
+      Promise.allSettled(onInterrupt.map(async (step) => step())).finally(() => process.exit(130));
+    });
   }
   let result: CountResult;
   try {
