@@ -153,6 +153,8 @@ export class ClusterLayout {
     const next = fields.get(USER_FIELD);
     const putBack = async (): Promise<void> => {
       const expiry = taken.find(([field]) => field === EXPIRES_FIELD)![1];
+      // A listByUser() meanwhile may have pruned `from` (its hash was gone): index it again first.
+      if (old !== undefined) await this.#indexUser('move', old, from, Number(expiry));
       await commands.eval('move', PUT_SCRIPT, fromKey, [expiry, ...taken.flat()], flag);
     };
     let stored: boolean;
