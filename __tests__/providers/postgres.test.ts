@@ -153,7 +153,9 @@ describePg('postgres provider', () => {
     it('answers in one round trip, from the (user_id, expires_at) index', async () => {
       const pool = new Pool({ connectionString, max: 2 });
       const sent: string[] = [];
-      const counting: PgPool = { query: (text, values) => (sent.push(text), pool.query(text, values)) as ReturnType<PgPool['query']> };
+      const counting: PgPool = {
+        query: (query, values) => (sent.push(typeof query === 'string' ? query : query.text), pool.query(query, values)) as ReturnType<PgPool['query']>,
+      };
       const provider = new PostgresProvider({ pool: counting, table: uniqueTable() });
       try {
         const now = Date.now();
@@ -298,7 +300,6 @@ describePg('postgres provider', () => {
         const now = Date.now();
         for (const call of [
           () => provider.create('not-a-uuid-sid-81a0', values, now, now + MINUTE),
-          () => provider.update('not-a-uuid-sid-81a0', values, now + MINUTE, now),
           () => provider.move('not-a-uuid-sid-81a0', 'not-a-uuid-either-3c9d', values, now, now + MINUTE, now),
         ]) {
           const err = await call().catch((error: unknown) => error);
@@ -306,8 +307,73 @@ describePg('postgres provider', () => {
           expect((err as Error).message).toMatch(/failed: invalid input syntax for type uuid/);
           expect(((err as ProviderError).cause as { code?: string }).code).toBe('22P02');
         }
+        // Batched writes compare the column with text ids: the server names the operator, never the id.
+        const err = await provider.update('not-a-uuid-sid-81a0', values, now + MINUTE, now).catch((error: unknown) => error);
+        expectNoSecrets(err, ['not-a-uuid-sid-81a0', secretValue]);
+        expect((err as Error).message).toMatch(/update failed: operator does not exist: uuid = text/);
       } finally {
         await cleanUp(provider);
+      }
+    });
+  });
+
+  describe('under concurrent load', () => {
+    /** A provider over a pool that records the text of every statement sent. */
+    function recorded(): { provider: PostgresProvider; sent: string[]; pool: Pool } {
+      const pool = new Pool({ connectionString, max: 10 });
+      const sent: string[] = [];
+      const counting: PgPool = {
+        query: (query, values) => (sent.push(typeof query === 'string' ? query : query.text), pool.query(query, values)) as ReturnType<PgPool['query']>,
+      };
+      return { provider: new PostgresProvider({ pool: counting, table: uniqueTable() }), sent, pool };
+    }
+
+    it('answers 200 concurrent reads and 200 concurrent updates in a few statements, each call its own answer', async () => {
+      const { provider, sent, pool } = recorded();
+      try {
+        const now = Date.now();
+        const sids = Array.from({ length: 200 }, (_, i) => `s${i}`);
+        for (const sid of sids) await provider.create(sid, one('n', JSON.stringify(sid)), now, now + MINUTE);
+        sent.length = 0;
+        const read = await Promise.all([...sids, 'missing'].map((sid) => provider.read(sid)));
+        expect(read.slice(0, 200).map((stored) => stored!.values.get('n'))).toEqual(sids.map((sid) => JSON.stringify(sid)));
+        expect(read[200]).toBeUndefined();
+        const reads = sent.length;
+        // A session twice in one burst: both updates land (in separate statements), the missing one reports false.
+        const updated = await Promise.all([
+          ...sids.map((sid) => provider.update(sid, one('m', '1'), now + 2 * MINUTE, now)),
+          provider.update('s0', one('o', '2'), now + 2 * MINUTE, now),
+          provider.update('missing', one('m', '1'), now + 2 * MINUTE, now),
+          provider.touch('s1', now + 3 * MINUTE, now),
+        ]);
+        expect(updated).toEqual([...sids.map(() => true), true, false, true]);
+        const writes = sent.length - reads;
+        console.log(`201 concurrent reads: ${reads} statements; 203 updates and a touch: ${writes} statements`);
+        expect(reads).toBeLessThanOrEqual(8);
+        expect(writes).toBeLessThanOrEqual(10);
+        expect(Object.fromEntries((await provider.read('s0'))!.values)).toEqual({ n: '"s0"', m: '1', o: '2' });
+        expect((await provider.read('s1'))!.expiresAt).toBe(now + 3 * MINUTE);
+        expect((await provider.read('s2'))!.expiresAt).toBe(now + 2 * MINUTE);
+      } finally {
+        await cleanUp(provider);
+        await pool.end();
+      }
+    });
+
+    it('fails only the call whose data the server refuses, not the others of its batch', async () => {
+      const { provider, pool } = recorded();
+      try {
+        const now = Date.now();
+        const sids = Array.from({ length: 20 }, (_, i) => `s${i}`);
+        for (const sid of sids) await provider.create(sid, new Map(), now, now + MINUTE);
+        // A key with a lone UTF-16 surrogate: JSON.stringify escapes it as \ud800, which jsonb refuses.
+        const settled = await Promise.allSettled(sids.map((sid, i) => provider.update(sid, one(i === 7 ? 'bad\ud800' : 'ok', '1'), now + MINUTE, now)));
+        expect(settled.map((result) => result.status)).toEqual(sids.map((_, i) => (i === 7 ? 'rejected' : 'fulfilled')));
+        expect((settled[7] as PromiseRejectedResult).reason).toBeInstanceOf(ProviderError);
+        expect([...(await provider.read('s8'))!.values.keys()]).toEqual(['ok']);
+      } finally {
+        await cleanUp(provider);
+        await pool.end();
       }
     });
   });

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { errorMessage, OptionError, ProviderError } from '../errors';
+import { Batcher } from './postgres-batch';
 import { USER_KEY, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { Deadlines } from './with-timeout';
 
@@ -7,7 +9,14 @@ import { Deadlines } from './with-timeout';
  * do not need `pg` installed.
  */
 export interface PgPool {
-  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+  query(text: string | PgQueryConfig, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+}
+
+/** A named (prepared) statement as pg takes it: parsed and planned once per connection, then only bound and executed. */
+export interface PgQueryConfig {
+  name: string;
+  text: string;
+  values: unknown[];
 }
 
 /** A pool the provider created: it also closes it and listens for its errors. */
@@ -53,6 +62,17 @@ const GC_BATCH = 1000;
 /** Rows loaded per `entries()` page. */
 const PAGE = 500;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Statements of one kind (reads; writes) on the wire at once; what arrives meanwhile waits and goes as one. */
+const IN_FLIGHT = 4;
+/** Sessions per batched statement. */
+const MAX_BATCH = 500;
+
+/** One `update` or `touch` as the batched write statement takes it (a JSON object of `jsonb_to_recordset`). */
+interface Write {
+  sid: string;
+  /** The member's JSON text. */
+  json: string;
+}
 
 /**
  * Sessions in PostgreSQL, shared by every process using the database. One row
@@ -62,6 +82,13 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  * `update` merges keys with jsonb `-` / `||` under the row lock, so concurrent
  * updates of different keys both survive; a key containing NUL is escaped
  * (`\0`, and `\` as `\\`), since jsonb keys cannot hold NUL either.
+ *
+ * Round trips under load: reads that arrive while earlier reads are on the
+ * wire go together as one `WHERE sid = ANY($1)`, and updates and touches as
+ * one `UPDATE … FROM jsonb_to_recordset($1)` (group commit, see
+ * `postgres-batch.ts`); at most four statements of each kind are in flight.
+ * Both are named statements, parsed and planned once per connection. At low
+ * load a call goes alone, at the end of the event-loop turn that made it.
  *
  * Sessions by user: the nullable `user_id text` column repeats the JSON text of
  * the user key's value (`'"ann"'`), set by the same statement that writes
@@ -85,7 +112,13 @@ export class PostgresProvider implements Provider {
   readonly #sql: ReturnType<typeof statements>;
   /** CREATE TABLE IF NOT EXISTS, once; reset on failure so the next call retries. */
   #ready: Promise<void> | undefined;
+  /** Set once the table is known to exist: the hot path then skips a Promise hop. */
+  #tableReady = false;
   #closed = false;
+  /** Concurrent reads, one `WHERE sid = ANY($1)` per batch. */
+  readonly #reads = new Batcher<string, Record<string, unknown> | undefined>(IN_FLIGHT, MAX_BATCH, (sids) => this.#readMany(sids), undefined, isDataError);
+  /** Concurrent updates and touches, one `UPDATE … FROM jsonb_to_recordset($1)` per batch, a session at most once in each. */
+  readonly #writes = new Batcher<Write, boolean>(IN_FLIGHT, MAX_BATCH, (writes) => this.#writeMany(writes), (write) => write.sid, isDataError);
 
   constructor(options: PostgresOptions = {}) {
     checkOptionNames(options);
@@ -116,15 +149,18 @@ export class PostgresProvider implements Provider {
     return result.rowCount === 1;
   }
 
+  /** Batched with the reads of other requests arriving meanwhile: one round trip for all of them. */
   async read(sid: string): Promise<StoredSession | undefined> {
-    const { rows } = await this.#query('read', this.#sql.read, [sid]);
-    return rows.length === 0 ? undefined : decode(rows[0]);
+    const row = await this.#batched('read', () => this.#reads.add(sid));
+    return row === undefined ? undefined : decode(row);
   }
 
+  /** Batched with other sessions' updates and touches: one statement, each row merged under its own row lock. */
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const { deleted, set } = splitChanges(changes);
-    const result = await this.#query('update', this.#sql.update, [sid, deleted, encode(set), expiresAt, now, ...userChange(changes)]);
-    return result.rowCount === 1;
+    const [userChanged, userId] = userChange(changes);
+    const json = `{"sid":${JSON.stringify(sid)},"del":${JSON.stringify(deleted)},"set":${encode(set)},"exp":${expiresAt},"now":${now},"uc":${userChanged},"uid":${JSON.stringify(userId)}}`;
+    return this.#batched('update', () => this.#writes.add({ sid, json }));
   }
 
   /**
@@ -147,8 +183,10 @@ export class PostgresProvider implements Provider {
     return data === null ? false : decode({ data, created_at: createdAt, expires_at: expiresAt }).values;
   }
 
+  /** An update that changes no key, batched with the others. */
   async touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
-    return (await this.#query('touch', this.#sql.touch, [sid, expiresAt, now])).rowCount === 1;
+    const json = `{"sid":${JSON.stringify(sid)},"del":[],"set":{},"exp":${expiresAt},"now":${now},"uc":false,"uid":null}`;
+    return this.#batched('touch', () => this.#writes.add({ sid, json }));
   }
 
   async destroy(sid: string): Promise<void> {
@@ -198,14 +236,48 @@ export class PostgresProvider implements Provider {
   /** One statement, after the table exists, bounded by `timeoutMs`; every failure becomes a ProviderError. */
   async #query(operation: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
     if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
-    return this.#deadlines.run(operation, () => this.#ensureTable().then(() => this.#pool.query(text, values)));
+    return this.#deadlines.run(operation, () => (this.#tableReady ? this.#pool.query(text, values) : this.#ensureTable().then(() => this.#pool.query(text, values))));
+  }
+
+  /** A call that joins a batch, bounded by `timeoutMs` as a call of its own. */
+  async #batched<T>(operation: string, join: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ProviderError(this.name, `${operation}: the provider is closed`);
+    return this.#deadlines.run(operation, join);
+  }
+
+  /** The rows of `sids` (one per sid, `undefined` where none), in one statement. */
+  async #readMany(sids: string[]): Promise<(Record<string, unknown> | undefined)[]> {
+    if (!this.#tableReady) await this.#ensureTable();
+    if (sids.length === 1) {
+      const { rows } = await this.#pool.query(named(this.#sql.read, sids));
+      return [rows[0]];
+    }
+    const { rows } = await this.#pool.query(named(this.#sql.readMany, [sids]));
+    const bySid = new Map<string, Record<string, unknown>>();
+    for (const row of rows) bySid.set(row.sid as string, row);
+    return sids.map((sid) => bySid.get(sid));
+  }
+
+  /** Applies `writes` (distinct sids) in one statement; resolves, per write, whether its session was live. */
+  async #writeMany(writes: Write[]): Promise<boolean[]> {
+    if (!this.#tableReady) await this.#ensureTable();
+    const { rows } = await this.#pool.query(named(this.#sql.writeMany, [`[${writes.map((write) => write.json).join(',')}]`]));
+    if (writes.length === 1) return [rows.length === 1];
+    const written = new Set<string>();
+    for (const row of rows) written.add(row.sid as string);
+    return writes.map((write) => written.has(write.sid));
   }
 
   #ensureTable(): Promise<void> {
-    this.#ready ??= this.#createTable().catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
+    this.#ready ??= this.#createTable().then(
+      () => {
+        this.#tableReady = true;
+      },
+      (error: unknown) => {
+        this.#ready = undefined;
+        throw error;
+      },
+    );
     return this.#ready;
   }
 
@@ -262,12 +334,15 @@ function statements(parts: string[]) {
       UPDATE ${table} SET user_id = data ->> ${userKey} WHERE user_id IS NULL AND data ? ${userKey};
       ${createUserIndex}`,
     create: `INSERT INTO ${table} (sid, data, created_at, expires_at, user_id) VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (sid) DO NOTHING`,
-    read: `SELECT data, created_at, expires_at FROM ${table} WHERE sid = $1`,
-    // One statement: under the row lock a concurrent update re-reads the row, so both merges survive.
-    // user_id changes only when the user key does ($6), in the same statement as data.
-    update: `UPDATE ${table} SET data = (data - $2::text[]) || $3::jsonb, expires_at = $4,
-      user_id = CASE WHEN $6::boolean THEN $7::text ELSE user_id END
-      WHERE sid = $1 AND expires_at > $5`,
+    read: statement(`SELECT sid, data, created_at, expires_at FROM ${table} WHERE sid = $1`),
+    readMany: statement(`SELECT sid, data, created_at, expires_at FROM ${table} WHERE sid = ANY($1::text[])`),
+    // Every write of a batch in one statement, each row under its own row lock: a concurrent update of the
+    // same row (another process) re-reads it, so both merges survive. A batch names a session at most once.
+    // user_id changes only when the user key does (uc), in the same statement as data.
+    writeMany: statement(`UPDATE ${table} AS t SET data = (t.data - w.del) || w.set, expires_at = w.exp,
+      user_id = CASE WHEN w.uc THEN w.uid ELSE t.user_id END
+      FROM jsonb_to_recordset($1::jsonb) AS w(sid text, del text[], set jsonb, exp bigint, now bigint, uc boolean, uid text)
+      WHERE t.sid = w.sid AND t.expires_at > w.now RETURNING t.sid`),
     // FOR UPDATE waits for a concurrent writer of `from` and then reads its newest version.
     // A taken `to` makes the insert return nothing, and then `from` is not deleted.
     // `to` inherits the stored user_id unless the changes name the user key ($8).
@@ -280,7 +355,6 @@ function statements(parts: string[]) {
       deleted AS (
         DELETE FROM ${table} WHERE sid = $1 AND EXISTS (SELECT 1 FROM inserted))
       SELECT EXISTS (SELECT 1 FROM source) AS found, (SELECT data FROM inserted) AS data`,
-    touch: `UPDATE ${table} SET expires_at = $2 WHERE sid = $1 AND expires_at > $3`,
     destroy: `DELETE FROM ${table} WHERE sid = $1`,
     // SKIP LOCKED: concurrent collectors (several app processes) take different rows instead of waiting.
     gc: `DELETE FROM ${table} WHERE sid IN (
@@ -289,6 +363,26 @@ function statements(parts: string[]) {
     page: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE expires_at > $1 AND sid > $2 ORDER BY sid LIMIT $3`,
     byUser: `SELECT sid, data, created_at, expires_at FROM ${table} WHERE user_id = $1 AND expires_at > $2`,
   };
+}
+
+/**
+ * A failure caused by one item's data (SQLSTATE class 22, "data exception":
+ * e.g. a key holding a lone UTF-16 surrogate, which jsonb refuses): its batch
+ * is retried item by item, so only that item's call fails.
+ */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
+/** A statement of the hot path, named after a hash of its text: two providers on other tables sharing a pool never clash. */
+function statement(text: string): { name: string; text: string } {
+  return { name: `session_manager_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`, text };
+}
+
+/** The pg query of a named statement with these values (one object per call: pg keeps it while the query runs). */
+function named(prepared: { name: string; text: string }, values: unknown[]): PgQueryConfig {
+  return { name: prepared.name, text: prepared.text, values };
 }
 
 function checkOptionNames(options: PostgresOptions): void {
