@@ -34,7 +34,6 @@ async function dispose(provider: Provider): Promise<void> {
 providerConformance({ describe, it, expect, beforeEach, afterEach }, () => freshProvider().provider, {
   name: 'sqlite',
   destroy: dispose,
-  skip: [{ reason: 'reads go through the database: no synchronous read', groups: ['readNow'] }],
   persistent: {
     reopen: (provider) => new SqliteProvider({ path: paths.get(provider)! }),
     processOptions: (provider) => ({ name: 'sqlite', options: { path: paths.get(provider)! } }),
@@ -52,10 +51,7 @@ providerConformance(
   {
     name: 'sqlite (database passed in)',
     destroy: dispose,
-    skip: [
-      { reason: 'reads go through the database: no synchronous read', groups: ['readNow'] },
-      { reason: 'an in-memory database ends with its connection', groups: ['persistent'] },
-    ],
+    skip: [{ reason: 'an in-memory database ends with its connection', groups: ['persistent'] }],
   },
 );
 
