@@ -6,7 +6,7 @@
  * existing cluster instead; nothing is then started or stopped.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -125,7 +125,8 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
   const binary = redisBinary();
   const cliBinary = redisCliBinary();
   if (binary === undefined || cliBinary === undefined) throw new Error('redis-server and redis-cli are needed for the cluster tests (or set REDIS_CLUSTER_URL)');
-  const dir = mkdtempSync(join(tmpdir(), 'session-manager-cluster-'));
+  await reapStaleClusters();
+  const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   const cluster: RedisCluster = { rootNodes: [], nodes: [], dir, nodeTimeoutMs };
   try {
     const ports: number[] = [];
@@ -134,6 +135,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       if (!ports.includes(port)) ports.push(port);
     }
     for (const port of ports) cluster.nodes.push(startNode(binary, port, dir, nodeTimeoutMs));
+    writeOwner(cluster);
     await Promise.all(cluster.nodes.map((node) => waitAnswers(node)));
     await run(cliBinary, ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
     await waitClusterOk(cluster.nodes);
@@ -178,15 +180,62 @@ export function killNode(node: ClusterNode): void {
 export async function restartNode(cluster: RedisCluster, node: ClusterNode): Promise<void> {
   const started = startNode(redisBinary()!, node.port, cluster.dir!, cluster.nodeTimeoutMs);
   node.pid = started.pid;
+  writeOwner(cluster);
   await waitAnswers(node);
 }
 
-/** Stops every node started here, by pid, and deletes the temp dir. Never throws. */
+const DIR_PREFIX = 'session-manager-cluster-';
+const OWNER_FILE = 'owner.json';
+
+/** Records who started the nodes, so a later run can stop them if this process dies before its afterAll. */
+function writeOwner(cluster: RedisCluster): void {
+  writeFileSync(join(cluster.dir!, OWNER_FILE), JSON.stringify({ owner: process.pid, nodes: cluster.nodes.map(({ pid, port }) => ({ pid, port })) }));
+}
+
+/** Stops the nodes of earlier runs whose process died (Ctrl-C, a crash) and deletes their dirs. */
+async function reapStaleClusters(): Promise<void> {
+  for (const name of readdirSync(tmpdir()).filter((entry) => entry.startsWith(DIR_PREFIX))) {
+    const dir = join(tmpdir(), name);
+    let record: { owner: number; nodes: { pid: number; port: number }[] };
+    try {
+      record = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8'));
+    } catch {
+      continue; // being set up, or not ours to judge
+    }
+    if (!gone(record.owner)) continue;
+    const nodes = record.nodes.filter(({ pid, port }) => {
+      try {
+        // The pid may have been reused: only a redis-server on that port is ours.
+        const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return command.includes('redis-server') && command.includes(String(port));
+      } catch {
+        return false;
+      }
+    });
+    await stopRedisCluster({ rootNodes: [], nodes: nodes.map(({ pid, port }) => ({ pid, port, url: '' })), dir, nodeTimeoutMs: 0 });
+  }
+}
+
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Stops every node started here, by pid, waits until they are gone (a replica may still be writing its RDB) and deletes the temp dir. Never throws. */
 export async function stopRedisCluster(cluster: RedisCluster | undefined): Promise<void> {
   if (cluster === undefined || cluster.dir === undefined) return;
   for (const node of cluster.nodes) killNode(node);
-  await sleep(50);
-  rmSync(cluster.dir, { recursive: true, force: true });
+  const deadline = Date.now() + 3000;
+  while (cluster.nodes.some((node) => node.pid > 0 && !gone(node.pid)) && Date.now() < deadline) await sleep(20);
+  try {
+    rmSync(cluster.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  } catch {
+    // teardown must finish
+  }
 }
 
 /** The role of each node from CLUSTER NODES (as one live node sees it): ports of masters that hold slots, and each replica's master port. */
