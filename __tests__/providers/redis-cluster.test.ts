@@ -108,6 +108,22 @@ describeCluster('redis provider on a Redis Cluster', () => {
       await new RedisProvider({ client, prefix: uniquePrefix() }).close();
       await expect(client.call('PING')).resolves.toBe('PONG');
     });
+
+    it('with waitReplicas, sends WAIT to the node it wrote to (a pipeline: WAIT has no key to route by)', async () => {
+      const prefix = uniquePrefix();
+      const waiting = new RedisProvider({ client, prefix, waitReplicas: 1, waitTimeoutMs: 1000, timeoutMs: 3000 });
+      const impossible = new RedisProvider({ client, prefix, waitReplicas: 2, waitTimeoutMs: 100 });
+      try {
+        const now = Date.now();
+        await expect(waiting.create('w', owned('eve'), now, now + MINUTE)).resolves.toBe(true);
+        await expect(waiting.update('w', new Map([['a', '1']]), now + MINUTE, now)).resolves.toBe(true);
+        await waiting.destroy('w');
+        await expect(impossible.create('w2', new Map(), now, now + MINUTE)).rejects.toThrow(/reached 1 of 2 replicas/);
+      } finally {
+        await impossible.close();
+        await cleanUp(waiting);
+      }
+    });
   });
 
   describe('with a node-redis 6 Cluster client (RESP3 replies)', () => {
