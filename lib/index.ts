@@ -17,7 +17,7 @@ export type { SessionOptions, CookieOptions, Transport, ProviderOptionsByName, P
 export { MemoryProvider, type MemoryOptions } from './providers/memory';
 export { FileProvider, type FileOptions } from './providers/file';
 export { SqliteProvider, type SqliteOptions } from './providers/sqlite';
-export { RedisProvider, type RedisOptions } from './providers/redis';
+export { RedisProvider, type RedisOptions, type RedisClusterOptions, type NodeRedisClient, type IORedisClient, type NodeRedisCluster, type IORedisCluster } from './providers/redis';
 export { PostgresProvider, type PostgresOptions } from './providers/postgres';
 
 /**

@@ -11,6 +11,8 @@ import { USER_KEY } from '../../lib/providers/provider';
 import { RedisProvider } from '../../lib/providers/redis';
 import { EXPIRY_SHARDS, expiryShard, expiryShardKey } from '../../lib/providers/redis-cluster-scripts';
 import { sessionKey, userHash, userKey } from '../../lib/providers/redis-scripts';
+import { main } from '../../lib/cli/run';
+import { createManager } from '../../lib/index';
 import { providerConformance } from '../../lib/testing';
 import { clusterSkipReason, startRedisCluster, stopRedisCluster, topology, type RedisCluster } from '../support/redis-cluster';
 
@@ -144,6 +146,29 @@ describeCluster('redis provider on a Redis Cluster', () => {
       ],
       destroy: (provider) => cleanUp(provider as RedisProvider),
     });
+  });
+
+  it('the operator CLI reaches a Cluster with --cluster: count, list --user, destroy-user', async () => {
+    const prefix = uniquePrefix();
+    const manager = createManager({ provider: 'redis', providerOptions: { cluster: { rootNodes: cluster.rootNodes }, prefix } });
+    try {
+      await manager.create(new Map([['n', '1']]));
+      await manager.create(new Map([['n', '2']]), undefined, undefined, 'ann');
+      await manager.create(new Map([['n', '3']]), undefined, undefined, 'ann');
+      const run = async (...argv: string[]): Promise<{ code: number; json: unknown }> => {
+        let out = '';
+        const stream = { write: (text: string) => ((out += text), true), once: () => undefined };
+        const code = await main([...argv, '--cluster', cluster.rootNodes.map((node) => node.url).join(','), '--prefix', prefix, '--json', '--quiet'], { stdout: stream, stderr: stream, env: {} });
+        return { code, json: JSON.parse(out) };
+      };
+      expect(await run('count')).toEqual({ code: 0, json: { count: 3 } });
+      expect(((await run('list', '--user', 'ann')).json as { sessions: unknown[] }).sessions).toHaveLength(2);
+      expect(await run('destroy-user', 'ann')).toMatchObject({ code: 0, json: { destroyed: 2 } });
+      expect(await manager.count()).toBe(1);
+    } finally {
+      await cleanUp(manager.provider as RedisProvider);
+      await manager.close();
+    }
   });
 
   describe('the Cluster layout', () => {

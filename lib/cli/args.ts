@@ -39,6 +39,7 @@ const STORE_FLAGS = {
   dir: { option: 'dir', providers: ['file'] },
   path: { option: 'path', providers: ['sqlite'] },
   url: { option: 'url', providers: ['redis'] },
+  cluster: { option: 'cluster', providers: ['redis'] },
   prefix: { option: 'prefix', providers: ['redis'] },
   'connection-string': { option: 'connectionString', providers: ['postgres'] },
   table: { option: 'table', providers: ['sqlite', 'postgres'] },
@@ -91,6 +92,7 @@ Store (the provider is guessed from the flags given, else from REDIS_URL / DATAB
   --dir DIR                 file: the sessions folder (must exist)
   --path FILE               sqlite: the database file (must exist)
   --url URL                 redis: redis[s]://[[user][:password]@]host[:port][/db]  (default: $REDIS_URL)
+  --cluster URL[,URL...]    redis: a Redis Cluster's root nodes, in place of --url
   --prefix PREFIX           redis: key prefix (default "sess:")
   --connection-string URL   postgres: postgres://user:password@host:port/db  (default: $DATABASE_URL)
   --table NAME              sqlite, postgres: the sessions table (default "sessions")
@@ -110,6 +112,7 @@ const OPTIONS = {
   dir: { type: 'string' },
   path: { type: 'string' },
   url: { type: 'string' },
+  cluster: { type: 'string' },
   prefix: { type: 'string' },
   'connection-string': { type: 'string' },
   table: { type: 'string' },
@@ -233,7 +236,10 @@ function chooseStore(values: Record<string, string | boolean | undefined>, env: 
   }
   const location = LOCATION_FLAG[provider];
   let source = `--${location}`;
-  if (values[location] === undefined) {
+  if (values.cluster !== undefined) {
+    if (values.url !== undefined) throw usage('give --url or --cluster, not both');
+    source = '--cluster';
+  } else if (values[location] === undefined) {
     const fallback = FROM_ENV[provider];
     const fromEnv = fallback === undefined ? undefined : env[fallback.variable];
     if (fallback === undefined || fromEnv === undefined || fromEnv === '') {

@@ -70,7 +70,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode
     checkLocation(invocation);
     manager = new Manager({
       provider: invocation.provider,
-      providerOptions: invocation.providerOptions,
+      providerOptions: providerOptionsOf(invocation),
       gcInterval: NO_GC_LOOP,
       onError: (err) => io.stderr.write(`session-manager: ${cleanMessage(err, invocation)}\n`),
     });
@@ -289,4 +289,11 @@ function cleanMessage(error: unknown, invocation: Invocation | undefined): strin
 function write(stream: OutputStream, text: string): Promise<void> {
   if (stream.write(text)) return Promise.resolve();
   return new Promise((resolve) => stream.once('drain', () => resolve()));
+}
+
+/** The provider's options from the flags: `--cluster a,b` becomes the Redis provider's `cluster.rootNodes`. */
+function providerOptionsOf({ providerOptions }: Invocation): Record<string, unknown> {
+  const { cluster, ...rest } = providerOptions;
+  if (cluster === undefined) return rest;
+  return { ...rest, cluster: { rootNodes: cluster.split(',').filter((url) => url !== '').map((url) => ({ url: url.trim() })) } };
 }
