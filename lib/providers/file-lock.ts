@@ -22,6 +22,10 @@ const NAME = 'file';
  *   read and one write.
  * - Release deletes the lock file only if it is still ours (same inode), and
  *   never fails the work it guarded: a problem is passed to `onError`.
+ * - While `exclusive()` answers true (this process alone writes the folder: see
+ *   `FolderOwnership`), the in-process queue is the whole lock: no lock file.
+ *   `drainUnlocked()` waits for the work that ran that way, so the owner can
+ *   hand the folder over without a write of its still running unlocked.
  *
  * Needs a local file system with `O_EXCL`, hard links and stable inode numbers.
  *
@@ -35,6 +39,10 @@ export class FileLocks {
   readonly #onError: (err: Error) => void;
   /** Tail of each name's in-process queue; an entry lives only while work is queued. */
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Whether a lock file can be skipped now. */
+  #exclusive: () => boolean = () => false;
+  /** Work running without a lock file. */
+  readonly #unlocked = new Set<Promise<unknown>>();
 
   /**
    * @param dir folder of the lock files (the sessions folder, so they share its file system).
@@ -47,15 +55,22 @@ export class FileLocks {
     this.#onError = onError;
   }
 
+  /** Sets the test of whether this process alone writes the folder (lock files then skipped). Default: never. */
+  setExclusive(exclusive: () => boolean): void {
+    this.#exclusive = exclusive;
+  }
+
   /**
    * Runs `fn` holding the lock of `name`: first its place in this process's
-   * queue, then the lock file that excludes other processes. Resolves or
-   * rejects as `fn` does; rejects with a `ProviderError` when the lock cannot be
-   * taken within `2 × staleMs`.
+   * queue, then (unless `exclusive()`) the lock file that excludes other
+   * processes. `fn` is told whether it runs alone in the folder (no lock
+   * file: what it remembers of the session from earlier calls still holds).
+   * Resolves or rejects as `fn` does; rejects with a `ProviderError` when the
+   * lock cannot be taken within `2 × staleMs`.
    */
-  run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  run<T>(name: string, fn: (exclusive: boolean) => Promise<T>): Promise<T> {
     const previous = this.#queues.get(name) ?? Promise.resolve();
-    const run = previous.then(() => this.#withLockFile(name, fn));
+    const run = previous.then(() => (this.#exclusive() ? this.#withoutLockFile(fn) : this.#withLockFile(name, () => fn(false))));
     const tail = run.then(
       () => undefined,
       () => undefined,
@@ -70,6 +85,21 @@ export class FileLocks {
   /** Resolves once every call queued so far has finished (so no lock file of ours is left behind). */
   async idle(): Promise<void> {
     await Promise.all(this.#queues.values());
+  }
+
+  /** Resolves once the calls now running without a lock file have finished. */
+  async drainUnlocked(): Promise<void> {
+    await Promise.allSettled([...this.#unlocked]);
+  }
+
+  #withoutLockFile<T>(fn: (exclusive: boolean) => Promise<T>): Promise<T> {
+    const work = fn(true);
+    this.#unlocked.add(work);
+    void work.then(
+      () => this.#unlocked.delete(work),
+      () => this.#unlocked.delete(work),
+    );
+    return work;
   }
 
   async #withLockFile<T>(name: string, fn: () => Promise<T>): Promise<T> {

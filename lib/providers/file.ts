@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { link, mkdir, open, opendir, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorCode, errorMessage, OptionError, ProviderError } from '../errors';
+import { FileIndex, type IndexEntry } from './file-index';
 import { FileLocks } from './file-lock';
+import { FolderOwnership } from './file-owner';
 import { USER_KEY, userOf, type Provider, type StoredEntry, type StoredSession } from './provider';
 import { valuesFromObject, valuesToObject } from './values-codec';
 
@@ -37,12 +39,18 @@ const DEFAULT_LOCK_STALE_MS = 5000;
 const BATCH = 64;
 /** A temp file this old was left by a crash mid-write (a write takes milliseconds). */
 const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
+/** gc looks for temp files left by a crash (a walk of the whole folder, names only) at most this often. */
+const TEMP_SWEEP_EVERY_MS = 10 * 60 * 1000;
 const SESSION_FILE = /^([0-9a-f]{64})\.json$/;
 const TEMP_FILE = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
 /** The folder of the sessions-by-user markers, inside `dir`. */
 const USERS_DIR = 'users';
 /** Attempts at writing a marker while its user's folder is removed under it (emptied by another writer). */
 const MARK_ATTEMPTS = 5;
+/** Sessions remembered by a process that owns its folder, so a write need not read the file first. */
+const CACHE_MAX = 10_000;
+/** First read of a session file: most are far smaller. */
+const READ_CHUNK = 16 * 1024;
 
 /** What a session file holds. */
 interface FileRecord {
@@ -55,18 +63,43 @@ interface FileRecord {
 /**
  * Stores each session as a JSON file in one folder: no server, no dependency,
  * survives restarts, and several processes (a cluster, or a restart that
- * overlaps the old process) can share the folder. Pick it for a single host;
- * prefer `sqlite` for many sessions (`count()`, `entries()` and `gc()` read
- * every file) and `redis`/`postgres` for several hosts.
+ * overlaps the old process) can share the folder. Pick it for a single host
+ * (`redis`/`postgres` for several hosts); `count()` stays cheap at 100,000
+ * sessions and more, while `entries()` and `listByUser()` read one file per
+ * session they return.
  *
  * File names are the SHA-256 of the id, so no id (`../x`, NUL, 10 kB) can name
  * a path outside the folder, and ids that differ only in case stay apart on
  * case-insensitive file systems (macOS, Windows). Files are replaced by
  * write-to-temp + rename, so a reader sees the old or the new file, never half.
- * Per-key changes of one session are serialised by a {@link FileLocks} lock
- * (a promise queue in this process, a lock file across processes), so
- * concurrent updates of different keys all survive. Needs a local file system
- * with hard links (`create` is `link()`, which refuses an existing name).
+ * Needs a local file system with hard links (`create` is `link()`, which
+ * refuses an existing name).
+ *
+ * Writers: per-key changes of one session are serialised by a {@link FileLocks}
+ * lock (a promise queue in this process, plus a lock file while the folder is
+ * shared), so concurrent updates of different keys all survive. A process
+ * alone on its folder owns it ({@link FolderOwnership}, `owner/`): it skips
+ * lock files and remembers the sessions it wrote (up to 10,000), so an update
+ * is a temp file written and renamed plus one rename of its index entry —
+ * instead of a lock file created, checked and deleted and the session read
+ * first. When another process opens the folder, the owner hands over (waiting
+ * for the writes it has running) before the newcomer writes anything.
+ *
+ * Expiry index (`index/`, see {@link FileIndex}): each session has an empty
+ * entry `index/<5-minute bucket>/<expiresAt>.<hash>`, written before the
+ * session file, moved as its expiry moves, removed after it. Every change of
+ * an entry appends `(expiresAt, ±1)` to a journal (`index/journal/`, see
+ * `ExpiryJournal` in file-journal.ts), so `count()` reads only what was appended since its
+ * last call (about a millisecond at 100,000 sessions). `gc()` pages through
+ * the buckets that hold expired entries and claims each by a rename, so with
+ * several processes on the folder each expired session is deleted once.
+ * The session files stay the truth: a crash can leave an entry stale (a count
+ * off by one until its expiry passes, put right when gc meets it), never a
+ * session without an entry. A folder written before the index existed gets
+ * one on first use of `count()`, `entries()` or `gc()` (one read of every
+ * session file, once). Every process sharing a folder must run a version that
+ * keeps the index: sessions created by an older one are not counted nor
+ * collected (delete `index/` to have it rebuilt).
  *
  * Sessions by user: a session bound to a user (its values hold `USER_KEY`)
  * has an empty marker file `users/<SHA-256 of the user id, base64url>/<its
@@ -75,7 +108,6 @@ interface FileRecord {
  * the markers of that user, then each session file, and returns only the live
  * sessions still bound to that user; a marker whose session is gone or bound
  * elsewhere (left by a crash, a failed write or a sweep) is deleted when met.
- * `count()`, `entries()` and `gc()` only look at session files, never at `users/`.
  *
  * @example
  * app.use(sessions({ provider: 'file', providerOptions: { dir: '/var/lib/myapp/sessions' } }));
@@ -89,6 +121,18 @@ export class FileProvider implements Provider {
   readonly #onError: (err: Error) => void;
   /** Serialises the writes of one session, in this process and across processes. */
   readonly #locks: FileLocks;
+  /** The expiry index (`index/`): count, gc and entries page through it instead of every session file. */
+  readonly #index: FileIndex;
+  /** The `now` of the last gc that walked the folder for leftover temp files. */
+  #lastTempSweep = -Infinity;
+  /** Whether this process alone writes the folder (lock files skipped), or shares it. */
+  readonly #ownership: FolderOwnership;
+  /**
+   * While this process owns the folder: the sessions as its own locked writes left them (so a
+   * write need not read the file first). Filled and used only by work that runs without a lock
+   * file; cleared when the folder is shared.
+   */
+  readonly #cache = new Map<string, FileRecord>();
   #closed = false;
 
   constructor(options: FileOptions) {
@@ -96,24 +140,39 @@ export class FileProvider implements Provider {
     this.#dir = resolve(options.dir); // fixed now: a later process.chdir() must not move the sessions
     this.#fsync = options.fsync ?? false;
     this.#onError = options.onError ?? ((err) => process.emitWarning(err));
-    this.#locks = new FileLocks(this.#dir, options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS, (err) => this.#report(err));
+    const staleMs = options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
+    this.#locks = new FileLocks(this.#dir, staleMs, (err) => this.#report(err));
+    this.#index = new FileIndex(this.#dir, staleMs, (err) => this.#report(err));
     try {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new ProviderError(NAME, `cannot create the folder ${this.#dir}: ${errorMessage(err)}`, err);
     }
+    this.#index.markReadyIfEmpty(SESSION_FILE);
+    try {
+      this.#ownership = new FolderOwnership(this.#dir, staleMs, {
+        onError: (err) => this.#report(err),
+        drain: () => this.#locks.drainUnlocked(),
+        onLost: () => this.#cache.clear(),
+      });
+    } catch (err) {
+      throw new ProviderError(NAME, `cannot join the folder ${this.#dir}: ${errorMessage(err)}`, err);
+    }
+    this.#locks.setExclusive(() => this.#ownership.exclusive);
   }
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
-    return this.#guard('create', () => {
+    return this.#guardWrite('create', () => {
       const hash = hashId(sid);
       const user = userOf(values);
       const write = async (): Promise<boolean> => {
         // The marker first: a crash in between leaves a marker without its session (pruned when met),
         // never a bound session its user cannot find. A refused create leaves one just the same.
         if (user !== undefined) await this.#mark(user, hash);
-        const created = await this.#link(hash, { sid, createdAt, expiresAt, values: new Map(values) });
+        // The index entry first too: a crash leaves at worst an entry without a session, which gc drops.
+        const { created, added } = await this.#linkIndexed(hash, { sid, createdAt, expiresAt, values: new Map(values) });
         if (created && this.#fsync) await syncDir(this.#dir);
+        if (!created && added) await this.#dropRefusedEntry(hash, expiresAt);
         return created;
       };
       // A bound session is created under its lock, so listByUser never prunes its marker in between.
@@ -123,7 +182,9 @@ export class FileProvider implements Provider {
 
   read(sid: string): Promise<StoredSession | undefined> {
     return this.#guard('read', async () => {
-      const record = await this.#loadOrReport(hashId(sid));
+      const hash = hashId(sid);
+      const record = await this.#loadOrReport(hash);
+      if (record === undefined) this.#cache.delete(hash); // gone or corrupt on disk: never answered from memory
       return record && { values: record.values, createdAt: record.createdAt, expiresAt: record.expiresAt };
     });
   }
@@ -148,10 +209,10 @@ export class FileProvider implements Provider {
     expiresAt: number,
     now: number,
   ): Promise<Map<string, string> | undefined | false> {
-    return this.#guard('move', () => {
+    return this.#guardWrite('move', () => {
       const [fromHash, toHash] = [hashId(from), hashId(to)];
-      return this.#withLocks([fromHash, toHash], async () => {
-        const record = await this.#loadOrReport(fromHash);
+      return this.#withLocks([fromHash, toHash], async (exclusive) => {
+        const record = await this.#lockedLoad(fromHash, exclusive);
         if (record === undefined || record.expiresAt <= now) return undefined;
         const values = record.values;
         const before = userOf(values);
@@ -161,10 +222,17 @@ export class FileProvider implements Provider {
         }
         const after = changes.has(USER_KEY) ? userOf(values) : before;
         if (after !== undefined) await this.#mark(after, toHash);
-        if (!(await this.#link(toHash, { sid: to, createdAt, expiresAt, values: new Map(values) }))) return false;
+        const { created, added } = await this.#linkIndexed(toHash, { sid: to, createdAt, expiresAt, values: new Map(values) });
+        if (!created) {
+          if (added) await this.#dropRefusedEntry(toHash, expiresAt);
+          return false;
+        }
+        this.#cache.delete(fromHash);
         await unlinkIfPresent(this.#file(fromHash));
         if (this.#fsync) await syncDir(this.#dir);
+        await this.#index.remove(fromHash, record.expiresAt);
         if (before !== undefined) await this.#unmark(before, fromHash);
+        if (exclusive) this.#remember(toHash, { sid: to, createdAt, expiresAt, values });
         return values;
       });
     });
@@ -175,31 +243,53 @@ export class FileProvider implements Provider {
   }
 
   destroy(sid: string): Promise<void> {
-    return this.#guard('destroy', () => {
+    return this.#guardWrite('destroy', () => {
       const hash = hashId(sid);
       // Under the lock: an update between its read and its rename would otherwise bring the file back.
-      return this.#locks.run(hash, async () => {
-        // Its user, to remove its marker too; one that cannot be read is left to listByUser to prune.
-        const user = await this.#load(hash).then((record) => (record ? userOf(record.values) : undefined), () => undefined);
+      return this.#locks.run(hash, async (exclusive) => {
+        // Its user and expiry, to remove its marker and index entry too; those of a file that cannot be
+        // read are left to listByUser and gc to prune.
+        const record = (exclusive ? this.#fromCache(hash) : undefined) ?? (await this.#load(hash).catch(() => undefined));
+        this.#cache.delete(hash);
         if ((await unlinkIfPresent(this.#file(hash))) && this.#fsync) await syncDir(this.#dir);
+        if (!record) return;
+        await this.#index.remove(hash, record.expiresAt);
+        const user = userOf(record.values);
         if (user !== undefined) await this.#unmark(user, hash);
       });
     });
   }
 
+  /**
+   * Pages through the index buckets that hold expired entries (never through
+   * live sessions), claiming each expired entry by a rename: with several
+   * processes on the folder, each expired session is deleted, and reported to
+   * `onExpired`, by exactly one of them. A claimed session is checked under
+   * its lock: one extended meanwhile gets its entry back, a corrupt file is
+   * moved aside. At most every 10 minutes it also walks the folder's names
+   * for temp files left by a crash.
+   */
   gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
-    return this.#guard('gc', async () => {
+    return this.#guardWrite('gc', async () => {
+      await this.#ensureIndex();
       let deleted = 0;
       const failures: unknown[] = [];
-      for await (const names of this.#batches()) {
+      await this.#index.claimExpired(now, async (claimed, claimDir) => {
         // allSettled: one unreadable file must not stop the sweep; it is reported once the sweep is done.
-        const results = await Promise.allSettled(names.map((name) => this.#collect(name, now)));
+        const results = await Promise.allSettled(claimed.map((entry) => this.#collect(entry, claimDir, now)));
         for (const result of results) {
           if (result.status === 'rejected') failures.push(result.reason);
           else if (result.value !== undefined) {
             deleted += 1;
             onExpired?.(result.value);
           }
+        }
+      });
+      if (now - this.#lastTempSweep >= TEMP_SWEEP_EVERY_MS) {
+        this.#lastTempSweep = now;
+        for await (const names of this.#batches()) {
+          const results = await Promise.allSettled(names.filter((name) => TEMP_FILE.test(name)).map((name) => this.#removeOldTemp(join(this.#dir, name), now)));
+          for (const result of results) if (result.status === 'rejected') failures.push(result.reason);
         }
       }
       if (deleted > 0 && this.#fsync) await syncDir(this.#dir);
@@ -210,23 +300,30 @@ export class FileProvider implements Provider {
     });
   }
 
+  /**
+   * Answered from the index without opening a session file: a stat of each
+   * bucket folder, and a read of the names of those that changed since the
+   * last call. A crash between a session's write and its entry's may leave it
+   * miscounted until gc meets the entry.
+   */
   count(now: number): Promise<number> {
     return this.#guard('count', async () => {
-      let live = 0;
-      for await (const names of this.#batches()) {
-        const records = await Promise.all(names.map((name) => this.#loadSessionFile(name)));
-        for (const record of records) if (record !== undefined && record.expiresAt > now) live += 1;
-      }
-      return live;
+      await this.#ensureIndex();
+      return this.#index.count(now);
     });
   }
 
+  /** The live sessions, a page of 64 index entries at a time, each checked against its file. */
   async *entries(now: number): AsyncIterable<StoredEntry> {
     this.#assertOpen('entries');
     try {
-      for await (const names of this.#batches()) {
-        const records = await Promise.all(names.map((name) => this.#loadSessionFile(name)));
-        for (const record of records) if (record !== undefined && record.expiresAt > now) yield record;
+      await this.#ensureIndex();
+      for await (const page of this.#index.live(now)) {
+        const records = await Promise.all(page.map((entry) => this.#loadOrReport(entry.hash)));
+        for (const [i, record] of records.entries()) {
+          // A session is listed by the entry that matches its file, so a stale duplicate never lists it twice.
+          if (record !== undefined && record.expiresAt === page[i].expiresAt && record.expiresAt > now) yield record;
+        }
       }
     } catch (err) {
       throw wrap('entries', this.#dir, err);
@@ -267,14 +364,17 @@ export class FileProvider implements Provider {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#locks.idle();
+    await this.#index.close();
+    await this.#ownership.close();
+    this.#cache.clear();
   }
 
   /** update and touch: rewrite the file under the session's lock, only while it is live. */
   #change(op: string, sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    return this.#guard(op, () => {
+    return this.#guardWrite(op, () => {
       const hash = hashId(sid);
-      return this.#locks.run(hash, async () => {
-        const record = await this.#loadOrReport(hash);
+      return this.#locks.run(hash, async (exclusive) => {
+        const record = await this.#lockedLoad(hash, exclusive);
         if (record === undefined || record.expiresAt <= now) return false;
         const rebinds = changes.has(USER_KEY);
         const before = rebinds ? userOf(record.values) : undefined;
@@ -282,20 +382,62 @@ export class FileProvider implements Provider {
           if (json === undefined) record.values.delete(key);
           else record.values.set(key, json);
         }
+        const expiredAt = record.expiresAt;
         record.expiresAt = expiresAt;
         const after = rebinds ? userOf(record.values) : undefined;
         if (after !== undefined) await this.#mark(after, hash); // before the session, as in create
-        await this.#replace(hash, record);
+        this.#cache.delete(hash); // until the write is done: a failed one must not be remembered
+        // The entry moves beside the write. Whatever happens to either, the entry stays at the old
+        // or the new expiry, never lost; one left at the old expiry is put right when gc claims it.
+        const [, moved] = await Promise.all([
+          this.#replace(hash, record),
+          this.#index.move(hash, expiredAt, expiresAt).catch((err: unknown) => err),
+        ]);
+        if (moved !== undefined) this.#report(new ProviderError(NAME, `could not move the index entry of ${hash}.json in ${this.#dir}: ${errorMessage(moved)}`, moved));
+        if (exclusive) this.#remember(hash, record);
         if (before !== undefined && before !== after) await this.#unmark(before, hash);
         return true;
       });
     });
   }
 
-  /** Runs `fn` holding the lock of every name, taken one by one in sorted order (no deadlock between two callers). */
-  #withLocks<T>(names: string[], fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding the lock of every name, taken one by one in sorted order (no deadlock between
+   * two callers); `fn` is told whether all of them were taken without a lock file.
+   */
+  #withLocks<T>(names: string[], fn: (exclusive: boolean) => Promise<T>, exclusive = true): Promise<T> {
     const [first, ...rest] = [...new Set(names)].sort();
-    return this.#locks.run(first, () => (rest.length === 0 ? fn() : this.#withLocks(rest, fn)));
+    return this.#locks.run(first, (alone) => (rest.length === 0 ? fn(exclusive && alone) : this.#withLocks(rest, fn, exclusive && alone)));
+  }
+
+  // --- the owner's memory of its sessions ---------------------------------
+
+  /**
+   * The session, for a write that holds its lock: from memory when this process owns the folder
+   * and wrote it last, otherwise from its file (then remembered, if owner).
+   */
+  async #lockedLoad(hash: string, exclusive: boolean): Promise<FileRecord | undefined> {
+    if (!exclusive) {
+      this.#cache.delete(hash);
+      return this.#loadOrReport(hash);
+    }
+    const cached = this.#fromCache(hash);
+    if (cached !== undefined) return cached;
+    const record = await this.#loadOrReport(hash);
+    if (record !== undefined) this.#remember(hash, record);
+    return record;
+  }
+
+  /** A copy of the remembered session (the caller changes it). */
+  #fromCache(hash: string): FileRecord | undefined {
+    const cached = this.#cache.get(hash);
+    return cached && { ...cached, values: new Map(cached.values) };
+  }
+
+  #remember(hash: string, record: FileRecord): void {
+    this.#cache.delete(hash); // to the end of the insertion order: the oldest is evicted first
+    this.#cache.set(hash, { ...record, values: new Map(record.values) });
+    if (this.#cache.size > CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as string);
   }
 
   // --- sessions by user ----------------------------------------------------
@@ -356,9 +498,27 @@ export class FileProvider implements Provider {
 
   // --- files -------------------------------------------------------------
 
-  /** Writes the new file of session `hash`; resolves `false`, writing nothing, when it exists. */
-  async #link(hash: string, record: FileRecord): Promise<boolean> {
-    const temp = await this.#writeTemp(hash, record);
+  /**
+   * Writes the new file of session `hash`, and its index entry first: the entry and the temp
+   * file are written side by side, the session file linked only once both are there (never a
+   * session without its entry). `created` is `false`, nothing written, when the session exists;
+   * `added` says whether this call made the entry.
+   */
+  async #linkIndexed(hash: string, record: FileRecord): Promise<{ created: boolean; added: boolean }> {
+    const [added, temp] = await Promise.allSettled([this.#index.add(hash, record.expiresAt), this.#writeTemp(hash, record)]);
+    if (added.status === 'rejected') {
+      if (temp.status === 'fulfilled') await unlink(temp.value).catch(() => undefined);
+      throw added.reason;
+    }
+    if (temp.status === 'rejected') {
+      if (added.value) await this.#index.remove(hash, record.expiresAt).catch(() => undefined);
+      throw temp.reason;
+    }
+    return { created: await this.#linkTemp(hash, temp.value), added: added.value };
+  }
+
+  /** Links the written `temp` as the file of session `hash`, unless one exists; the temp file goes in any case. */
+  async #linkTemp(hash: string, temp: string): Promise<boolean> {
     try {
       // link() fails with EEXIST instead of replacing: an existing session is never overwritten.
       await link(temp, this.#file(hash));
@@ -377,13 +537,8 @@ export class FileProvider implements Provider {
 
   /** The session in file `hash`; `undefined` when absent, `null` when corrupt. */
   async #load(hash: string): Promise<FileRecord | null | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.#file(hash), 'utf8');
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
+    const text = await readSmallFile(this.#file(hash));
+    if (text === undefined) return undefined;
     const record = decodeRecord(text);
     // The id inside must hash to the file's name: a copied or renamed file is not that session.
     return record !== undefined && hashId(record.sid) === hash ? record : null;
@@ -394,11 +549,6 @@ export class FileProvider implements Provider {
     if (record !== null) return record;
     this.#report(new ProviderError(NAME, `ignored the corrupt session file ${hash}.json in ${this.#dir}`));
     return undefined;
-  }
-
-  #loadSessionFile(name: string): Promise<FileRecord | undefined> {
-    const match = SESSION_FILE.exec(name);
-    return match ? this.#loadOrReport(match[1]) : Promise.resolve(undefined);
   }
 
   /** Writes `record` to a new temp file beside its final name (same folder, so rename/link stay atomic). */
@@ -428,31 +578,68 @@ export class FileProvider implements Provider {
     if (this.#fsync) await syncDir(this.#dir);
   }
 
-  /** Deletes one directory entry if it is an expired session (resolving its id) or a crash's leftover temp file. */
-  async #collect(name: string, now: number): Promise<string | undefined> {
-    const match = SESSION_FILE.exec(name);
-    if (match === null) {
-      if (TEMP_FILE.test(name)) await this.#removeOldTemp(join(this.#dir, name), now);
-      return undefined;
-    }
-    const hash = match[1];
-    // Peek without the lock: most files are live and need nothing more.
-    const peeked = await this.#load(hash);
-    if (peeked === undefined || (peeked !== null && peeked.expiresAt > now)) return undefined;
+  /**
+   * Settles one index entry that gc claimed, under the session's lock: deletes the session if it
+   * is expired (resolving its id), re-indexes it if it was extended meanwhile, moves a corrupt
+   * file aside; the claimed entry is released in every case.
+   */
+  #collect(entry: IndexEntry, claimDir: string, now: number): Promise<string | undefined> {
+    const { hash } = entry;
     return this.#locks.run(hash, async () => {
-      const record = await this.#load(hash); // again under the lock: an update may have just extended it
-      if (record === undefined) return undefined;
+      this.#cache.delete(hash); // gc is rare: the next write reads the file again
+      const record = await this.#load(hash);
+      let deleted: string | undefined;
       if (record === null) {
         // Moved aside rather than deleted, so it is reported once and can still be inspected.
         await rename(this.#file(hash), join(this.#dir, `${hash}.corrupt`));
         this.#report(new ProviderError(NAME, `moved the corrupt session file ${hash}.json to ${hash}.corrupt in ${this.#dir}`));
-        return undefined;
+      } else if (record !== undefined && record.expiresAt > now) {
+        await this.#index.add(hash, record.expiresAt); // extended after its entry was written: a stale entry
+      } else if (record !== undefined) {
+        this.#cache.delete(hash);
+        if (await unlinkIfPresent(this.#file(hash))) deleted = record.sid;
+        if (record.expiresAt !== entry.expiresAt) await this.#index.remove(hash, record.expiresAt);
+        const user = userOf(record.values);
+        if (user !== undefined) await this.#unmark(user, hash);
       }
-      if (record.expiresAt > now) return undefined;
-      if (!(await unlinkIfPresent(this.#file(hash)))) return undefined;
-      const user = userOf(record.values);
-      if (user !== undefined) await this.#unmark(user, hash);
-      return record.sid;
+      await this.#index.release(claimDir, entry);
+      return deleted;
+    });
+  }
+
+  /**
+   * A refused create or move added an index entry for a session that exists already: remove it,
+   * unless the existing session expires at that same time (the entry is then its own).
+   */
+  async #dropRefusedEntry(hash: string, expiresAt: number): Promise<void> {
+    const existing = await this.#load(hash).catch(() => undefined);
+    if (existing?.expiresAt !== expiresAt) await this.#index.remove(hash, expiresAt);
+  }
+
+  /**
+   * The index, built on first use of a folder written before it existed: each session file gets
+   * its entry, then is read again, and an entry that no longer matches (the session was written
+   * or deleted meanwhile, by a process that keeps the index) is taken back.
+   */
+  #ensureIndex(): Promise<void> {
+    return this.#index.ensure(async () => {
+      for await (const names of this.#batches()) {
+        await Promise.all(
+          names.map(async (name) => {
+            const match = SESSION_FILE.exec(name);
+            if (match === null) return;
+            const hash = match[1];
+            const record = await this.#loadOrReport(hash).catch((err: unknown) => {
+              this.#report(new ProviderError(NAME, `could not index the session file ${name} in ${this.#dir}: ${errorMessage(err)}`, err));
+              return undefined; // left out of the index: found again by read, never counted nor collected
+            });
+            if (record === undefined) return;
+            if (!(await this.#index.add(hash, record.expiresAt))) return;
+            const again = await this.#load(hash).catch(() => undefined);
+            if (again?.expiresAt !== record.expiresAt) await this.#index.remove(hash, record.expiresAt);
+          }),
+        );
+      }
     });
   }
 
@@ -482,6 +669,12 @@ export class FileProvider implements Provider {
 
   #assertOpen(op: string): void {
     if (this.#closed) throw new ProviderError(NAME, `${op}: the provider is closed`);
+  }
+
+  /** `#guard` for a change: first waits, if another process owns the folder, for it to hand over. */
+  #guardWrite<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    const waiting = this.#ownership.whenWritable();
+    return this.#guard(op, waiting === undefined ? fn : () => waiting.then(fn));
   }
 
   async #guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -527,6 +720,29 @@ function hashId(sid: string): string {
   return createHash('sha256').update(sid, 'utf8').digest('hex');
 }
 
+
+/** The text of a small file in one read (no `fstat`, unlike `readFile`); `undefined` when it does not exist. */
+async function readSmallFile(path: string): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const chunks: Buffer[] = [];
+    for (let size = READ_CHUNK; ; size *= 4) {
+      const chunk = Buffer.allocUnsafe(size);
+      const { bytesRead } = await handle.read(chunk, 0, size, null);
+      chunks.push(chunk.subarray(0, bytesRead));
+      if (bytesRead < size) break; // end of file (a session file is one read, unless it is large)
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
 
 function encodeRecord(record: FileRecord): string {
   const { sid, createdAt, expiresAt, values } = record;
