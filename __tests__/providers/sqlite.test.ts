@@ -299,6 +299,46 @@ describe('sqlite provider', () => {
     });
   });
 
+  describe('group commit', () => {
+    it('applies the writes of one turn together, each answering for itself, a session twice in order', async () => {
+      const sids = Array.from({ length: 100 }, (_, i) => `s${i}`);
+      for (const sid of sids) await provider.create(sid, json({ n: 0 }), now, now + MINUTE);
+      const answers = await Promise.all([
+        ...sids.map((sid, i) => provider.update(sid, json({ n: i }), now + 2 * MINUTE, now)),
+        provider.update('s0', json({ n: 'again', m: 1 }), now + 2 * MINUTE, now),
+        provider.update('missing', json({ n: 1 }), now + 2 * MINUTE, now),
+        provider.touch('s1', now + 3 * MINUTE, now),
+        provider.touch('missing', now + 3 * MINUTE, now),
+      ]);
+      expect(answers).toEqual([...sids.map(() => true), true, false, true, false]);
+      expect(Object.fromEntries((await provider.read('s0'))!.values)).toEqual({ n: '"again"', m: '1' });
+      expect(Object.fromEntries((await provider.read('s99'))!.values)).toEqual({ n: '99' });
+      expect((await provider.read('s1'))!.expiresAt).toBe(now + 3 * MINUTE);
+    });
+
+    it('fails only the write the database refuses, not the others of its turn', async () => {
+      for (const sid of ['a', 'bad', 'c']) await provider.create(sid, new Map(), now, now + MINUTE);
+      const other = new Database(path);
+      other.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON sessions WHEN NEW.sid = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+      other.close();
+      const settled = await Promise.allSettled(['a', 'bad', 'c'].map((sid) => provider.update(sid, json({ x: 1 }), now + MINUTE, now)));
+      expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((settled[1] as PromiseRejectedResult).reason).toBeInstanceOf(ProviderError);
+      expect(Object.fromEntries((await provider.read('c'))!.values)).toEqual({ x: '1' });
+      expect(Object.fromEntries((await provider.read('bad'))!.values)).toEqual({});
+    });
+
+    it('makes the writes already accepted when closed before the end of the turn', async () => {
+      await provider.create('s', new Map(), now, now + MINUTE);
+      const written = provider.update('s', json({ kept: true }), now + MINUTE, now);
+      await provider.close();
+      await expect(written).resolves.toBe(true);
+      const reopened = new SqliteProvider({ path });
+      expect(Object.fromEntries((await reopened.read('s'))!.values)).toEqual({ kept: 'true' });
+      await reopened.close();
+    });
+  });
+
   describe('when a row is corrupt', () => {
     it('reports it and treats the session as absent', async () => {
       await provider.create('bad', json({ a: 1 }), now, now + MINUTE);

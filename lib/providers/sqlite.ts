@@ -65,6 +65,14 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** Rows per page of `entries()`: never all rows in memory, and no statement left open across `await`. */
 const PAGE_SIZE = 200;
 
+/** An update or touch waiting for its group commit. */
+interface PendingWrite {
+  op: 'update' | 'touch';
+  run: () => boolean;
+  resolve: (written: boolean) => void;
+  reject: (err: Error) => void;
+}
+
 interface Row {
   sid: string;
   values_json: string;
@@ -89,9 +97,11 @@ interface Row {
  * before that column existed gets it (filled from `values_json`) when a provider
  * first opens it. Per-key changes are one `UPDATE` whose `json_patch` merges them
  * into the stored JSON under the write lock, so concurrent updates from any
- * process never lose a key. Reads are synchronous (`readNow`): better-sqlite3
- * answers in this process, so a request does not wait a turn of the event loop.
- * A database the provider opens runs in WAL mode with `synchronous = NORMAL`.
+ * process never lose a key; the updates and touches made in one turn of the
+ * event loop are committed together, in one transaction at its end (group
+ * commit). Reads are synchronous (`readNow`): better-sqlite3 answers in this
+ * process, so a request does not wait a turn of the event loop. A database the
+ * provider opens runs in WAL mode with `synchronous = NORMAL`.
  *
  * @example
  * app.use(sessions({ provider: 'sqlite', providerOptions: { path: './sessions.db' } }));
@@ -114,6 +124,10 @@ export class SqliteProvider implements Provider {
     now: number,
   ) => Map<string, string> | undefined | false;
   #closed = false;
+  /** Updates and touches waiting for the end of this turn of the event loop (see `#write`). */
+  #pending: PendingWrite[] = [];
+  #scheduled = false;
+  readonly #writeAll: (batch: PendingWrite[]) => boolean[];
 
   constructor(options: SqliteOptions) {
     checkOptions(options);
@@ -124,6 +138,7 @@ export class SqliteProvider implements Provider {
     try {
       this.#sql = prepare(this.#db, options.table ?? 'sessions');
       this.#moveImmediate = this.#db.transaction(this.#applyMove.bind(this)).immediate;
+      this.#writeAll = this.#db.transaction((batch: PendingWrite[]) => batch.map((write) => write.run())).immediate;
     } catch (err) {
       if (this.#ownsDatabase) this.#db.close();
       throw driverFailure(NAME, 'preparing the sessions table', err);
@@ -157,9 +172,11 @@ export class SqliteProvider implements Provider {
    * JavaScript, parsed or re-serialised.
    */
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
-    return this.#run('update', () => {
-      const userChanged = changes.has(USER_KEY) ? 1 : 0;
-      if (this.#sql.patch.run(patchOf(changes), userChanged, changes.get(USER_KEY) ?? null, expiresAt, sid, now).changes === 1) return true;
+    const patch = patchOf(changes);
+    const userChanged = changes.has(USER_KEY) ? 1 : 0;
+    const userId = changes.get(USER_KEY) ?? null;
+    return this.#write('update', () => {
+      if (this.#sql.patch.run(patch, userChanged, userId, expiresAt, sid, now).changes === 1) return true;
       // Rare: the session is gone, or its row is corrupt (json_valid); only the latter is worth a report.
       const row = this.#sql.selectLive.get(sid, now) as Pick<Row, 'values_json'> | undefined;
       if (row !== undefined) this.#decodeValues(row.values_json);
@@ -180,7 +197,7 @@ export class SqliteProvider implements Provider {
   }
 
   touch(sid: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#run('touch', () => this.#sql.touch.run(expiresAt, sid, now).changes === 1);
+    return this.#write('touch', () => this.#sql.touch.run(expiresAt, sid, now).changes === 1);
   }
 
   async destroy(sid: string): Promise<void> {
@@ -234,8 +251,55 @@ export class SqliteProvider implements Provider {
   /** Closes the database if the provider opened it; a `database` passed in stays open. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (this.#scheduled) this.#flushWrites(); // writes already accepted are made, not dropped
     this.#closed = true;
     if (this.#ownsDatabase) this.#db.close();
+  }
+
+  /**
+   * Group commit: the updates and touches of one turn of the event loop (the
+   * requests that arrived together) go in one `BEGIN IMMEDIATE` transaction at
+   * its end, in the order they were made, so the commit's cost (locks, WAL
+   * header, the pages written) is paid once for all of them. Each call still
+   * resolves its own answer, after the commit.
+   */
+  #write(op: 'update' | 'touch', run: () => boolean): Promise<boolean> {
+    if (this.#closed) return Promise.reject(new ProviderError(NAME, `${op}: the provider is closed`));
+    return new Promise<boolean>((resolve, reject) => {
+      this.#pending.push({ op, run, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flushWrites);
+      }
+    });
+  }
+
+  readonly #flushWrites = (): void => {
+    this.#scheduled = false;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    let results: boolean[];
+    try {
+      results = batch.length === 1 ? [batch[0].run()] : this.#writeAll(batch);
+    } catch (err) {
+      // Waiting for another process's lock failed: so would each write alone. Anything else
+      // (a failed statement rolled the whole batch back) is retried write by write, so one bad write fails alone.
+      const code = (err as { code?: unknown }).code;
+      const lockTimeout = typeof code === 'string' && /^SQLITE_(BUSY|LOCKED)/.test(code);
+      if (batch.length === 1 || lockTimeout) for (const write of batch) write.reject(driverFailure(NAME, write.op, err));
+      else for (const write of batch) this.#runAlone(write);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i]);
+  };
+
+  #runAlone(write: PendingWrite): void {
+    try {
+      write.resolve(write.run());
+    } catch (err) {
+      write.reject(driverFailure(NAME, write.op, err));
+    }
   }
 
   /** Body of `move`, run inside BEGIN IMMEDIATE. A taken `to` is found by the insert, before anything was written. */
