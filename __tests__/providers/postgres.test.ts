@@ -233,6 +233,25 @@ describePg('postgres provider', () => {
       expect(() => new PostgresProvider(options)).toThrow(/unknown option poolSize/);
     });
 
+    it('creates the table UNLOGGED with unlogged: true, and logged by default', async () => {
+      expect(() => new PostgresProvider({ connectionString, unlogged: 'yes' as unknown as boolean })).toThrow(/option unlogged is invalid: yes/);
+      const persistence = async (table: string): Promise<unknown> =>
+        (await admin.query(`SELECT relpersistence FROM pg_class WHERE oid = to_regclass($1)`, [`"${table}"`])).rows[0]?.relpersistence;
+      const unlogged = new PostgresProvider({ connectionString, table: uniqueTable(), unlogged: true });
+      const logged = new PostgresProvider({ connectionString, table: uniqueTable() });
+      try {
+        const now = Date.now();
+        for (const provider of [unlogged, logged]) {
+          await provider.create('s', one('a', '1'), now, now + MINUTE);
+          await expect(provider.update('s', one('b', '2'), now + MINUTE, now)).resolves.toBe(true);
+        }
+        expect([await persistence(unlogged.table), await persistence(logged.table)]).toEqual(['u', 'p']);
+      } finally {
+        await cleanUp(unlogged);
+        await cleanUp(logged);
+      }
+    });
+
     it('rejects a malformed connectionString at construction, naming the option and not repeating the password', () => {
       for (const malformed of ['localhost', 'http://db.example/app', 'postgres://app:pa#ss-7f3e@db/app', 'postgres://db:99999/app', 42]) {
         const build = (): PostgresProvider => new PostgresProvider({ connectionString: malformed as string });

@@ -49,9 +49,18 @@ export interface PostgresOptions {
    * @default 5000
    */
   timeoutMs?: number;
+  /**
+   * Create the table `UNLOGGED` (when the provider creates it; an existing
+   * table is left as it is): its writes skip PostgreSQL's write-ahead log, so
+   * they cost the server less, but the table is emptied after a server crash
+   * (not after a clean restart) and is not copied to replicas: a crash logs
+   * every user out, and a failover loses every session.
+   * @default false
+   */
+  unlogged?: boolean;
 }
 
-const OPTION_NAMES = new Set(['connectionString', 'pool', 'table', 'timeoutMs']);
+const OPTION_NAMES = new Set(['connectionString', 'pool', 'table', 'timeoutMs', 'unlogged']);
 /** The URL schemes pg reads from a connection string (`socket:` is a Unix socket). */
 const URL_PROTOCOLS = new Set(['postgres:', 'postgresql:', 'socket:']);
 
@@ -122,16 +131,17 @@ export class PostgresProvider implements Provider {
 
   constructor(options: PostgresOptions = {}) {
     checkOptionNames(options);
-    const { connectionString, pool, table = DEFAULT_PG_TABLE, timeoutMs = DEFAULT_PG_TIMEOUT_MS } = options;
+    const { connectionString, pool, table = DEFAULT_PG_TABLE, timeoutMs = DEFAULT_PG_TIMEOUT_MS, unlogged = false } = options;
     const parts = typeof table === 'string' ? table.split('.') : [];
     if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
       throw new OptionError(`[postgres] option table is invalid: ${String(table)}`);
     }
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new OptionError(`[postgres] option timeoutMs is invalid: ${String(timeoutMs)}`);
+    if (typeof unlogged !== 'boolean') throw new OptionError(`[postgres] option unlogged is invalid: ${String(unlogged)}`);
     this.table = table;
     this.timeoutMs = timeoutMs;
     this.#deadlines = new Deadlines(this.name, timeoutMs);
-    this.#sql = statements(parts);
+    this.#sql = statements(parts, unlogged);
     if (pool !== undefined) {
       if (typeof (pool as { query?: unknown }).query !== 'function') throw new OptionError('[postgres] option pool is invalid: expected a pg Pool');
       this.#pool = pool;
@@ -305,7 +315,7 @@ export class PostgresProvider implements Provider {
 }
 
 /** Every statement, built once from the validated table name. */
-function statements(parts: string[]) {
+function statements(parts: string[], unlogged: boolean) {
   const table = parts.map((part) => `"${part}"`).join('.');
   const last = parts[parts.length - 1];
   const index = `"${`${last}_expires_at_idx`.slice(0, 63)}"`;
@@ -320,7 +330,7 @@ function statements(parts: string[]) {
     exists: `SELECT to_regclass('${table}') AS found,
       to_regclass('${userIndex}') IS NOT NULL AND EXISTS (
         SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('${table}') AND attname = 'user_id' AND NOT attisdropped) AS migrated`,
-    createTable: `CREATE TABLE IF NOT EXISTS ${table} (
+    createTable: `CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE IF NOT EXISTS ${table} (
       sid text PRIMARY KEY,
       data jsonb NOT NULL,
       created_at bigint NOT NULL,
