@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, ProviderError } from '../../lib/errors';
@@ -236,6 +236,95 @@ describe('file provider', () => {
       await expect(impatient.update('stuck', json({ a: 1 }), now + MINUTE, now)).resolves.toBe(true);
       expect(Date.now() - started).toBeGreaterThanOrEqual(150);
       await impatient.close();
+    });
+  });
+
+  describe('the expiry index', () => {
+    const hashOf = (sid: string): string => createHash('sha256').update(sid).digest('hex');
+    /** The index entries of the folder, as `<expiresAt>.<hash>`, bucket folders flattened. */
+    const entriesOf = (): string[] =>
+      readdirSync(join(dir, 'index'))
+        .filter((name) => /^\d+$/.test(name))
+        .flatMap((bucket) => readdirSync(join(dir, 'index', bucket)))
+        .sort();
+
+    it('keeps one entry per session, named by its expiry, through create, update, move and destroy', async () => {
+      await provider.create('a', new Map(), now, now + MINUTE);
+      await provider.create('b', new Map(), now, now + MINUTE);
+      await provider.update('a', json({ n: 1 }), now + 7 * MINUTE, now);
+      await provider.move('b', 'c', new Map(), now, now + 9 * MINUTE, now);
+      expect(entriesOf()).toEqual([`${now + 7 * MINUTE}.${hashOf('a')}`, `${now + 9 * MINUTE}.${hashOf('c')}`].sort());
+      await provider.destroy('a');
+      expect(entriesOf()).toEqual([`${now + 9 * MINUTE}.${hashOf('c')}`]);
+      await expect(provider.count(now)).resolves.toBe(1);
+    });
+
+    it('counts what another instance over the folder did', async () => {
+      const other = new FileProvider({ dir });
+      try {
+        for (const sid of ['x', 'y', 'z']) await other.create(sid, new Map(), now, now + 10 * MINUTE);
+        await expect(provider.count(now)).resolves.toBe(3);
+        await other.destroy('x');
+        await provider.update('y', json({ a: 1 }), now + MINUTE, now); // expires sooner now
+        await expect(provider.count(now)).resolves.toBe(2);
+        await expect(other.count(now + 2 * MINUTE)).resolves.toBe(1);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('is built on first use in a folder written before it existed', async () => {
+      const old = join(root, 'old');
+      mkdirSync(old);
+      const write = (sid: string, expiresAt: number): void =>
+        writeFileSync(fileOf(old, sid), JSON.stringify({ v: 1, sid, createdAt: now, expiresAt, values: { n: '1' } }));
+      for (let i = 0; i < 30; i++) write(`live${i}`, now + 10 * MINUTE);
+      for (let i = 0; i < 20; i++) write(`gone${i}`, now + MINUTE);
+      const opened = new FileProvider({ dir: old });
+      try {
+        await expect(opened.count(now)).resolves.toBe(50);
+        await expect(opened.count(now + 2 * MINUTE)).resolves.toBe(30);
+        await expect(opened.gc(now + 2 * MINUTE)).resolves.toBe(20);
+        const listed = [];
+        for await (const entry of opened.entries(now)) listed.push(entry.sid);
+        expect(listed).toHaveLength(30);
+        expect(existsSync(join(old, 'index', 'v1'))).toBe(true);
+      } finally {
+        await opened.close();
+      }
+      const again = new FileProvider({ dir: old });
+      await expect(again.count(now)).resolves.toBe(30); // built once: the next instance reads the journal
+      await again.close();
+    });
+
+    it('repairs a stale entry when gc meets it: the live session is indexed again, not deleted, and listed once', async () => {
+      await provider.create('s', json({ a: 1 }), now, now + 10 * MINUTE);
+      const bucketOf = (t: number): string => join(dir, 'index', String(t - (t % (5 * MINUTE))));
+      // As if a crash had left the entry of an older expiry (the move of the entry lost).
+      mkdirSync(bucketOf(now + MINUTE), { recursive: true });
+      renameSync(join(bucketOf(now + 10 * MINUTE), `${now + 10 * MINUTE}.${hashOf('s')}`), join(bucketOf(now + MINUTE), `${now + MINUTE}.${hashOf('s')}`));
+      mkdirSync(bucketOf(now + 3 * MINUTE), { recursive: true });
+      writeFileSync(join(bucketOf(now + 3 * MINUTE), `${now + 3 * MINUTE}.${hashOf('gone')}`), ''); // an entry whose session never came
+      await expect(provider.gc(now + 5 * MINUTE)).resolves.toBe(0);
+      expect(entriesOf()).toEqual([`${now + 10 * MINUTE}.${hashOf('s')}`]);
+      const listed = [];
+      for await (const entry of provider.entries(now + 5 * MINUTE)) listed.push(entry.sid);
+      expect(listed).toEqual(['s']);
+      expect(readdirSync(join(dir, 'index')).filter((name) => name.startsWith('claim.'))).toEqual([]);
+    });
+
+    it('takes over the claims of a gc that crashed', async () => {
+      await provider.create('s', new Map(), now, now + MINUTE);
+      const claim = join(dir, 'index', 'claim.999999.0123456789ab');
+      mkdirSync(claim);
+      const bucket = String(now + MINUTE - ((now + MINUTE) % (5 * MINUTE)));
+      renameSync(join(dir, 'index', bucket, `${now + MINUTE}.${hashOf('s')}`), join(claim, `${now + MINUTE}.${hashOf('s')}`));
+      const old = new Date(Date.now() - 10 * MINUTE);
+      utimesSync(claim, old, old);
+      const gone: string[] = [];
+      await expect(provider.gc(now + 2 * MINUTE, (sid) => gone.push(sid))).resolves.toBe(1);
+      expect(gone).toEqual(['s']);
+      expect(existsSync(claim)).toBe(false);
     });
   });
 

@@ -110,7 +110,7 @@ export class FileIndex {
     for (let attempt = 0; ; attempt += 1) {
       try {
         await (await open(path, 'wx', 0o600)).close();
-        this.#journal.record([[expiresAt, 1]]);
+        await this.#journal.record([[expiresAt, 1]]);
         return true;
       } catch (err) {
         const code = errorCode(err);
@@ -128,7 +128,7 @@ export class FileIndex {
     for (let attempt = 0; ; attempt += 1) {
       try {
         await rename(this.#path(hash, from), target);
-        this.#journal.record([[from, -1], [to, 1]]);
+        await this.#journal.record([[from, -1], [to, 1]]);
         return;
       } catch (err) {
         if (errorCode(err) !== 'ENOENT') throw err;
@@ -141,7 +141,7 @@ export class FileIndex {
 
   /** Removes the entry; a missing one is a no-op. */
   async remove(hash: string, expiresAt: number): Promise<void> {
-    if (await unlinkQuietly(this.#path(hash, expiresAt))) this.#journal.record([[expiresAt, -1]]);
+    if (await unlinkQuietly(this.#path(hash, expiresAt))) await this.#journal.record([[expiresAt, -1]]);
   }
 
   /** How many entries expire after `now`, from the journal. */
@@ -210,7 +210,7 @@ export class FileIndex {
           );
           const mine = claimed.filter((entry): entry is IndexEntry => entry !== undefined);
           if (mine.length === 0) continue;
-          this.#journal.record(mine.map((entry) => [entry.expiresAt, -1] as const)); // out of the index now
+          await this.#journal.record(mine.map((entry) => [entry.expiresAt, -1] as const)); // out of the index now
           await settle(mine, dir);
         }
         if (Number(name) + BUCKET_MS <= now) await rmdirQuietly(bucketDir); // emptied, unless a late write landed there

@@ -57,48 +57,63 @@ export class ExpiryJournal {
   readonly #finished = new Set<number>();
 
   readonly #onError: (err: unknown) => void;
+  readonly #clock: () => number;
   /** Records not written yet: all those of one turn of the event loop go in one write. */
   #pending: number[] = [];
+  /** The write running, and the one that will take the records queued meanwhile. */
   #flushing: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
 
   /**
    * @param dir the journal folder (`index/journal`).
    * @param onError receives an append that failed (the count is then off until the expiries it named pass).
+   * @param clock wall-clock milliseconds, which name the segments (tests move it by hand).
    */
-  constructor(dir: string, onError: (err: unknown) => void) {
+  constructor(dir: string, onError: (err: unknown) => void, clock: () => number = Date.now) {
     this.#dir = dir;
     this.#onError = onError;
+    this.#clock = clock;
   }
 
   /**
-   * Queues the effects of one change (e.g. a move: `[[from, -1], [to, +1]]`). The records of one
-   * turn of the event loop are appended together, in one write: the caller does not wait for it
-   * (a count in this process does). A failure goes to `onError`.
+   * Appends the effects of one change (e.g. a move: `[[from, -1], [to, +1]]`). The records queued
+   * in one turn of the event loop go in one write. Resolves once they are written, so a count in
+   * another process sees them; never rejects: a failure goes to `onError` (the change itself was
+   * made, and the count heals when the expiries it names pass).
    */
-  record(changes: ReadonlyArray<readonly [expiresAt: number, delta: 1 | -1]>): void {
+  record(changes: ReadonlyArray<readonly [expiresAt: number, delta: 1 | -1]>): Promise<void> {
     for (const [expiresAt, delta] of changes) this.#pending.push(expiresAt, delta);
-    if (this.#flushing === undefined && this.#pending.length > 0) {
-      this.#flushing = new Promise<void>((resolve) => setImmediate(resolve))
-        .then(() => this.#write())
+    if (this.#next === undefined) {
+      const after = this.#flushing ?? Promise.resolve();
+      const next: Promise<void> = after
+        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        .then(() => {
+          this.#next = undefined; // records queued from here on go in the write after this one
+          this.#flushing = next;
+          return this.#write();
+        })
         .catch((err: unknown) => this.#onError(err))
-        .finally(() => (this.#flushing = undefined));
+        .finally(() => {
+          if (this.#flushing === next) this.#flushing = undefined;
+        });
+      this.#next = next;
     }
+    return this.#next;
   }
 
   /** Resolves once the records queued so far are written. */
   async flush(): Promise<void> {
-    while (this.#flushing !== undefined) await this.#flushing;
+    while (this.#next !== undefined || this.#flushing !== undefined) await (this.#next ?? this.#flushing);
   }
 
   async #write(): Promise<void> {
-    while (this.#pending.length > 0) {
-      const records = Float64Array.from(this.#pending);
-      this.#pending = [];
-      const buffer = Buffer.from(records.buffer);
-      if (!LITTLE_ENDIAN) for (let i = 0; i < records.length; i += 1) buffer.writeDoubleLE(records[i], i * 8);
-      const handle = await this.#handle();
-      await handle.write(buffer, 0, buffer.length, null); // O_APPEND: one write, never interleaved with another's
-    }
+    if (this.#pending.length === 0) return;
+    const records = Float64Array.from(this.#pending);
+    this.#pending = [];
+    const buffer = Buffer.from(records.buffer);
+    if (!LITTLE_ENDIAN) for (let i = 0; i < records.length; i += 1) buffer.writeDoubleLE(records[i], i * 8);
+    const handle = await this.#handle();
+    await handle.write(buffer, 0, buffer.length, null); // O_APPEND: one write, never interleaved with another's
   }
 
   /** How many expiries in the journal are after `now`. */
@@ -130,7 +145,7 @@ export class ExpiryJournal {
   }
 
   #handle(): Promise<FileHandle> {
-    const segment = Math.floor(Date.now() / SEGMENT_MS);
+    const segment = Math.floor(this.#clock() / SEGMENT_MS);
     if (this.#appender?.segment === segment) return this.#appender.handle;
     if (this.#appender !== undefined) {
       // Its last writes may still be running: closed at the next change of segment, a minute on.
@@ -171,7 +186,7 @@ export class ExpiryJournal {
 
   async #catchUp(): Promise<void> {
     for (let reload = 0; reload < MAX_RELOADS; reload += 1) {
-      const listedAt = Date.now();
+      const listedAt = this.#clock();
       const { snapshot, segments } = await this.#list();
       if (snapshot > this.#base) {
         if (this.#covered(snapshot)) this.#base = snapshot; // we hold all it folds in: nothing to reload
@@ -204,13 +219,13 @@ export class ExpiryJournal {
    * (a segment is compacted two segments after its own, so none came and went unseen).
    */
   #covered(n: number): boolean {
-    if (this.#lastListAt === undefined || Date.now() - this.#lastListAt >= SEGMENT_MS) return false;
+    if (this.#lastListAt === undefined || this.#clock() - this.#lastListAt >= SEGMENT_MS) return false;
     for (const segment of this.#seen) if (segment > this.#base && segment <= n && !this.#finished.has(segment)) return false;
     return true;
   }
 
   #settled(segment: number): boolean {
-    return segment <= Math.floor(Date.now() / SEGMENT_MS) - SETTLED_AFTER;
+    return segment <= Math.floor(this.#clock() / SEGMENT_MS) - SETTLED_AFTER;
   }
 
   #reset(): void {
@@ -302,7 +317,7 @@ export class ExpiryJournal {
         if (Number.isFinite(expiresAt) && Number.isFinite(delta)) sums.set(expiresAt, (sums.get(expiresAt) ?? 0) + delta);
       }
     }
-    const keepAfter = Date.now() - SNAPSHOT_KEEP_EXPIRED_MS;
+    const keepAfter = this.#clock() - SNAPSHOT_KEEP_EXPIRED_MS;
     const kept = [...sums].filter(([expiresAt, n]) => n !== 0 && expiresAt > keepAfter).sort(([a], [b]) => a - b);
     const out = Buffer.allocUnsafe(kept.length * RECORD_BYTES);
     for (const [i, [expiresAt, n]] of kept.entries()) {

@@ -125,8 +125,12 @@ export class FileProvider implements Provider {
   readonly #index: FileIndex;
   /** The `now` of the last gc that walked the folder for leftover temp files. */
   #lastTempSweep = -Infinity;
-  /** Whether this process alone writes the folder (lock files skipped), or shares it. */
-  readonly #ownership: FolderOwnership;
+  /**
+   * Whether this process alone writes the folder (lock files skipped), or shares it. Joined at the
+   * first change, so a process that only reads (a `count` from the CLI) never makes the owner hand over.
+   */
+  #ownership: FolderOwnership | undefined;
+  readonly #staleMs: number;
   /**
    * While this process owns the folder: the sessions as its own locked writes left them (so a
    * write need not read the file first). Filled and used only by work that runs without a lock
@@ -149,16 +153,8 @@ export class FileProvider implements Provider {
       throw new ProviderError(NAME, `cannot create the folder ${this.#dir}: ${errorMessage(err)}`, err);
     }
     this.#index.markReadyIfEmpty(SESSION_FILE);
-    try {
-      this.#ownership = new FolderOwnership(this.#dir, staleMs, {
-        onError: (err) => this.#report(err),
-        drain: () => this.#locks.drainUnlocked(),
-        onLost: () => this.#cache.clear(),
-      });
-    } catch (err) {
-      throw new ProviderError(NAME, `cannot join the folder ${this.#dir}: ${errorMessage(err)}`, err);
-    }
-    this.#locks.setExclusive(() => this.#ownership.exclusive);
+    this.#staleMs = staleMs;
+    this.#locks.setExclusive(() => this.#ownership?.exclusive ?? false);
   }
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
@@ -365,7 +361,7 @@ export class FileProvider implements Provider {
     this.#closed = true;
     await this.#locks.idle();
     await this.#index.close();
-    await this.#ownership.close();
+    await this.#ownership?.close();
     this.#cache.clear();
   }
 
@@ -671,10 +667,28 @@ export class FileProvider implements Provider {
     if (this.#closed) throw new ProviderError(NAME, `${op}: the provider is closed`);
   }
 
-  /** `#guard` for a change: first waits, if another process owns the folder, for it to hand over. */
+  /**
+   * `#guard` for a change: joins the folder's writers at the first one, and waits, if another
+   * process owns the folder, for it to hand over.
+   */
   #guardWrite<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    const waiting = this.#ownership.whenWritable();
-    return this.#guard(op, waiting === undefined ? fn : () => waiting.then(fn));
+    return this.#guard(op, () => {
+      this.#ownership ??= this.#join();
+      const waiting = this.#ownership.whenWritable();
+      return waiting === undefined ? fn() : waiting.then(fn);
+    });
+  }
+
+  #join(): FolderOwnership {
+    try {
+      return new FolderOwnership(this.#dir, this.#staleMs, {
+        onError: (err) => this.#report(err),
+        drain: () => this.#locks.drainUnlocked(),
+        onLost: () => this.#cache.clear(),
+      });
+    } catch (err) {
+      throw new ProviderError(NAME, `cannot join the writers of the folder ${this.#dir}: ${errorMessage(err)}`, err);
+    }
   }
 
   async #guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
