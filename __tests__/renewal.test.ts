@@ -1,11 +1,12 @@
 // Renewal with a grace window: regenerate({ graceSeconds }) and renewAfter.
 // During the window the old id leads to the new session (reads, writes,
 // logouts, requests already in flight); afterwards it is unknown. Over real
-// HTTP, on the embedded default and on two persistent stores.
+// HTTP, on every provider.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
+import { Pool } from 'pg';
 import request from 'supertest';
 import { OptionError, sessions, type SessionMiddleware } from '../lib/index';
 import type { SessionOptions } from '../lib/options';
@@ -13,14 +14,24 @@ import { cookiePair, FakeClock, setCookie } from './support/http';
 import { skipReason } from './support/services';
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+const tables: string[] = [];
+afterAll(async () => {
+  dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }));
+  if (tables.length === 0) return;
+  const pool = new Pool({ connectionString: process.env.DATABASE_URL });
+  for (const table of tables) await pool.query(`DROP TABLE IF EXISTS ${table}`);
+  await pool.end();
+});
 
 function store(name: string): Pick<SessionOptions, 'provider' | 'providerOptions'> {
   if (name === 'memory') return { provider: 'memory' };
-  if (name === 'redis') return { provider: 'redis', providerOptions: { url: process.env.REDIS_URL, prefix: `renewal-${process.pid}-${Math.random().toString(36).slice(2)}:` } };
+  const unique = `renewal_${process.pid}_${Math.random().toString(36).slice(2)}`;
+  if (name === 'redis') return { provider: 'redis', providerOptions: { url: process.env.REDIS_URL, prefix: `${unique}:` } };
+  if (name === 'postgres') tables.push(unique);
+  if (name === 'postgres') return { provider: 'postgres', providerOptions: { connectionString: process.env.DATABASE_URL, table: unique } };
   const dir = mkdtempSync(join(tmpdir(), 'sm-renewal-'));
   dirs.push(dir);
-  return { provider: 'sqlite', providerOptions: { path: join(dir, 's.db') } };
+  return name === 'file' ? { provider: 'file', providerOptions: { dir } } : { provider: 'sqlite', providerOptions: { path: join(dir, 's.db') } };
 }
 
 interface Harness {
@@ -80,7 +91,7 @@ async function until(predicate: () => boolean): Promise<void> {
   if (!predicate()) throw new Error('condition not reached');
 }
 
-const STORES = ['memory', 'sqlite', 'redis'].filter((name) => name !== 'redis' || skipReason('redis') === undefined);
+const STORES = ['memory', 'file', 'sqlite', 'redis', 'postgres'].filter((name) => (name !== 'redis' && name !== 'postgres') || skipReason(name) === undefined);
 
 describe.each(STORES)('renewal with a grace window on %s', (name) => {
   let h: Harness;
