@@ -6,7 +6,8 @@
 // state leaves them), then times one count(), then 20 concurrent ones, with
 // the worst event-loop delay seen meanwhile. `update` times sequential
 // updates of 100 sessions and 64 in flight; `shared` opens a second
-// instance on the folder first, so the per-session lock files are in use.
+// instance on the folder first, which writes once, so the folder is shared and
+// the per-session lock files are in use.
 // For syscalls per update: strace -f -c -o /tmp/trace.txt npx ts-node --transpile-only bench/file-count.ts update 2000
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,7 +81,8 @@ async function benchUpdate(updates: number, shared: boolean): Promise<void> {
     const now = Date.now();
     const sids = Array.from({ length: 100 }, (_, i) => `bench-${i}`);
     for (const sid of sids) await provider.create(sid, new Map([['user', '"ann"']]), now, now + HOUR_MS);
-    if (other) await other.read(sids[0]);
+    // A change makes `other` one of the folder's writers: the first hands the folder over, lock files from then on.
+    if (other) await other.destroy('no such session');
     await provider.update(sids[0], new Map([['warm', '1']]), Date.now() + HOUR_MS, Date.now());
     let started = performance.now();
     for (let i = 0; i < updates; i++) {

@@ -83,10 +83,11 @@ describe('the count journal of the file provider', () => {
       await expect(b.count(clock)).resolves.toBe(2 * (minute + 1));
       clock += MINUTE;
     }
+    await Promise.all([a.compact(), b.compact()]); // the folds the counts above may have started, at an earlier clock
     await a.compact();
     const names = readdirSync(dir).sort();
     expect(names.filter((name) => name.startsWith('snapshot.'))).toHaveLength(1);
-    expect(names.filter((name) => !name.startsWith('snapshot.'))).toHaveLength(2); // the last two minutes are not settled yet
+    expect(names.filter((name) => !name.startsWith('snapshot.'))).toEqual([String(clock / MINUTE - 1)]); // the minute before this one is not settled
     await expect(b.count(clock)).resolves.toBe(10);
     await expect(a.count(clock)).resolves.toBe(10);
     a.record([[clock + 60 * MINUTE, -1]]);

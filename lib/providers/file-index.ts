@@ -49,16 +49,21 @@ export class FileIndex {
   readonly #staleClaimMs: number;
   #ready: Promise<void> | undefined;
   readonly #journal: ExpiryJournal;
+  /** Whether a new entry is made durable (its folder fsynced) before its session file is linked. */
+  readonly #fsync: boolean;
+  readonly #onError: (err: Error) => void;
 
   /**
    * @param dir the sessions folder.
    * @param staleMs the lock staleness of the provider; a claim folder unchanged for 4× this is taken over.
    */
-  constructor(dir: string, staleMs: number, onError: (err: Error) => void) {
+  constructor(dir: string, staleMs: number, options: { fsync: boolean; onError: (err: Error) => void }) {
     this.#root = join(dir, INDEX_DIR);
     this.#staleClaimMs = CLAIM_STALE_FACTOR * staleMs;
+    this.#fsync = options.fsync;
+    this.#onError = options.onError;
     this.#journal = new ExpiryJournal(join(this.#root, 'journal'), (err) =>
-      onError(new ProviderError('file', `could not append to the count journal in ${this.#root}: ${errorMessage(err)}`, err)),
+      options.onError(new ProviderError('file', `could not append to the count journal in ${this.#root}: ${errorMessage(err)}`, err)),
     );
   }
 
@@ -110,7 +115,8 @@ export class FileIndex {
     for (let attempt = 0; ; attempt += 1) {
       try {
         await (await open(path, 'wx', 0o600)).close();
-        await this.#journal.record([[expiresAt, 1]]);
+        // With fsync, a session that survives a power cut must keep its entry, or gc would never find it.
+        await Promise.all([this.#journal.record([[expiresAt, 1]]), this.#fsync ? syncDir(this.#bucketDir(expiresAt)) : undefined]);
         return true;
       } catch (err) {
         const code = errorCode(err);
@@ -218,7 +224,10 @@ export class FileIndex {
     } finally {
       if (claimDir !== undefined) await rmdirQuietly(claimDir);
     }
-    await this.#journal.compact();
+    // Folding the journal is housekeeping: a failure is reported, and the sweep still succeeded.
+    await this.#journal.compact().catch((err: unknown) =>
+      this.#onError(new ProviderError('file', `could not fold the count journal in ${this.#root}: ${errorMessage(err)}`, err)),
+    );
   }
 
   /** Deletes a claimed entry once its session has been dealt with. */
@@ -314,5 +323,16 @@ async function rmdirQuietly(path: string): Promise<void> {
   } catch (err) {
     const code = errorCode(err);
     if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  }
+}
+
+/** Makes the entries added to `dir` durable (POSIX: they live in the directory). */
+async function syncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return; // directories cannot be opened for fsync there
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -236,23 +236,26 @@ export class ExpiryJournal {
     this.#seen.clear();
   }
 
-  async #list(): Promise<{ snapshot: number; segments: number[] }> {
+  /** The newest snapshot, the segments, and the other files of the folder (older snapshots, temp files). */
+  async #list(): Promise<{ snapshot: number; segments: number[]; others: string[] }> {
     let names: string[];
     try {
       names = await readdir(this.#dir);
     } catch (err) {
-      if (errorCode(err) === 'ENOENT') return { snapshot: -1, segments: [] };
+      if (errorCode(err) === 'ENOENT') return { snapshot: -1, segments: [], others: [] };
       throw err;
     }
     let snapshot = -1;
     const segments: number[] = [];
+    const others: string[] = [];
     for (const name of names) {
       const match = SNAPSHOT_NAME.exec(name);
       if (match !== null) snapshot = Math.max(snapshot, Number(match[1]));
-      else if (SEGMENT_NAME.test(name)) segments.push(Number(name));
+      if (SEGMENT_NAME.test(name)) segments.push(Number(name));
+      else others.push(name);
     }
     segments.sort((a, b) => a - b);
-    return { snapshot, segments };
+    return { snapshot, segments, others };
   }
 
   /** Loads snapshot `n` as the base; resolves `false` when it is gone (a newer one replaced it). */
@@ -302,9 +305,12 @@ export class ExpiryJournal {
    * the disk (not this process's state, which holds unsettled segments too); then deletes them.
    */
   async #compact(): Promise<void> {
-    const { snapshot, segments } = await this.#list();
+    const { snapshot, segments, others } = await this.#list();
     const settled = segments.filter((segment) => segment > snapshot && this.#settled(segment));
-    if (settled.length === 0) return;
+    if (settled.length === 0) {
+      await this.#removeObsolete(others, snapshot); // what a concurrent fold left behind
+      return;
+    }
     const sums = new Map<number, number>();
     const parts = [snapshot >= 0 ? join(this.#dir, `snapshot.${snapshot}`) : undefined, ...settled.map((segment) => join(this.#dir, String(segment)))];
     for (const path of parts) {
@@ -332,11 +338,27 @@ export class ExpiryJournal {
     } finally {
       await handle.close();
     }
-    await rename(temp, join(this.#dir, `snapshot.${k}`));
-    await Promise.all([
-      ...settled.map((segment) => unlinkQuietly(join(this.#dir, String(segment)))),
-      ...(snapshot >= 0 ? [unlinkQuietly(join(this.#dir, `snapshot.${snapshot}`))] : []),
-    ]);
+    try {
+      await rename(temp, join(this.#dir, `snapshot.${k}`));
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return; // a newer fold took our temp file for a crash's leftover: it covers ours
+      throw err;
+    }
+    await Promise.all(settled.map((segment) => unlinkQuietly(join(this.#dir, String(segment)))));
+    await this.#removeObsolete(others, k);
+  }
+
+  /**
+   * Deletes the snapshots older than `newest` (the one folded in, and any a concurrent fold wrote)
+   * and the temp files of folds older than it (left by a crash: a fold running now writes a newer
+   * snapshot, or none).
+   */
+  async #removeObsolete(names: string[], newest: number): Promise<void> {
+    const obsolete = names.filter((name) => {
+      const match = /^snapshot\.(\d{1,15})(?:\.[0-9a-f]{12}\.tmp)?$/.exec(name);
+      return match !== null && Number(match[1]) < newest;
+    });
+    await Promise.all(obsolete.map((name) => unlinkQuietly(join(this.#dir, name))));
   }
 }
 

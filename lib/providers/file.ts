@@ -27,7 +27,9 @@ export interface FileOptions {
   /**
    * Milliseconds after which another process's lock file counts as left behind
    * by a crash and is taken over. A lock is held for one read and one write, so
-   * a live holder never comes near it. Default `5000`.
+   * a live holder never comes near it. Also the heartbeat of the folder's
+   * writers (`owner/members/`, refreshed every quarter of it): a writer silent
+   * this long is taken for dead. Default `5000`.
    */
   lockStaleMs?: number;
 }
@@ -78,12 +80,18 @@ interface FileRecord {
  * Writers: per-key changes of one session are serialised by a {@link FileLocks}
  * lock (a promise queue in this process, plus a lock file while the folder is
  * shared), so concurrent updates of different keys all survive. A process
- * alone on its folder owns it ({@link FolderOwnership}, `owner/`): it skips
- * lock files and remembers the sessions it wrote (up to 10,000), so an update
- * is a temp file written and renamed plus one rename of its index entry —
- * instead of a lock file created, checked and deleted and the session read
- * first. When another process opens the folder, the owner hands over (waiting
- * for the writes it has running) before the newcomer writes anything.
+ * alone among the folder's writers owns it ({@link FolderOwnership},
+ * `owner/`; a process joins the writers at its first change, so one that only
+ * reads, such as the CLI's `count`, never disturbs the owner): it skips lock
+ * files and remembers the sessions it wrote (up to 10,000), so an update is a
+ * temp file written and renamed plus one rename of its index entry and a
+ * 16-byte journal append (shared by the writes of one event-loop turn) —
+ * instead of a lock file created, checked and deleted and the session file
+ * read first. When another process starts writing, the owner hands over
+ * (waiting for the writes it has running) before the newcomer writes
+ * anything; when it is alone again it takes the folder back. After a crash,
+ * the next process waits up to `lockStaleMs` for the dead owner's heartbeat
+ * to go stale, as it would for a lock file the crash left.
  *
  * Expiry index (`index/`, see {@link FileIndex}): each session has an empty
  * entry `index/<5-minute bucket>/<expiresAt>.<hash>`, written before the
@@ -146,7 +154,7 @@ export class FileProvider implements Provider {
     this.#onError = options.onError ?? ((err) => process.emitWarning(err));
     const staleMs = options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
     this.#locks = new FileLocks(this.#dir, staleMs, (err) => this.#report(err));
-    this.#index = new FileIndex(this.#dir, staleMs, (err) => this.#report(err));
+    this.#index = new FileIndex(this.#dir, staleMs, { fsync: this.#fsync, onError: (err) => this.#report(err) });
     try {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     } catch (err) {
@@ -168,6 +176,7 @@ export class FileProvider implements Provider {
         // The index entry first too: a crash leaves at worst an entry without a session, which gc drops.
         const { created, added } = await this.#linkIndexed(hash, { sid, createdAt, expiresAt, values: new Map(values) });
         if (created && this.#fsync) await syncDir(this.#dir);
+        if (created) this.#cache.delete(hash); // a session of that name deleted behind our back is not this one
         if (!created && added) await this.#dropRefusedEntry(hash, expiresAt);
         return created;
       };
