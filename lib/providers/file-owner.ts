@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import { readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode, errorMessage, ProviderError } from '../errors';
@@ -171,11 +171,12 @@ export class FolderOwnership {
           if (errorCode(err) === 'ENOENT') return;
           throw err;
         }
-        if (holder !== this.#id && !(await this.#alive(holder))) {
+        if (holder === this.#id) return;
+        // An empty file is a claim being written (created, its name not in it yet): look again.
+        if (holder !== '' && !(await this.#alive(holder))) {
           await this.#breakOwner(holder);
           return;
         }
-        if (holder === this.#id) return;
         await sleep(WAIT_POLL_MS);
       }
     } catch (err) {
@@ -204,8 +205,9 @@ export class FolderOwnership {
       throw err;
     }
     const moved = await readFile(aside, 'utf8').catch(() => holder);
-    if (moved !== holder) await rename(aside, this.#ownerFile).catch(() => undefined); // a live claim: put it back
-    else await unlink(aside).catch(() => undefined);
+    // A live claim: put it back, unless another claim took its place meanwhile (link never replaces).
+    if (moved !== holder) await link(aside, this.#ownerFile).catch(() => undefined);
+    await unlink(aside).catch(() => undefined);
   }
 
   /** The heartbeat, and every change of the members folder: hand over, or take the folder, as the members say. */

@@ -42,7 +42,7 @@ const BATCH = 64;
 /** A temp file this old was left by a crash mid-write (a write takes milliseconds). */
 const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
 /** gc looks for temp files left by a crash (a walk of the whole folder, names only) at most this often. */
-const TEMP_SWEEP_EVERY_MS = 10 * 60 * 1000;
+const TEMP_SWEEP_EVERY_MS = TEMP_MAX_AGE_MS;
 const SESSION_FILE = /^([0-9a-f]{64})\.json$/;
 const TEMP_FILE = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
 /** The folder of the sessions-by-user markers, inside `dir`. */
@@ -271,8 +271,8 @@ export class FileProvider implements Provider {
    * processes on the folder, each expired session is deleted, and reported to
    * `onExpired`, by exactly one of them. A claimed session is checked under
    * its lock: one extended meanwhile gets its entry back, a corrupt file is
-   * moved aside. At most every 10 minutes it also walks the folder's names
-   * for temp files left by a crash.
+   * moved aside. At its first run, then at most hourly, it also walks the
+   * folder's names for temp files left by a crash.
    */
   gc(now: number, onExpired?: (sid: string) => void): Promise<number> {
     return this.#guardWrite('gc', async () => {
