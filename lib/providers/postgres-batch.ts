@@ -7,9 +7,12 @@
  * the queue (and so the batch) grows exactly when the database is the
  * bottleneck.
  *
- * Items with a `key` go at most once per batch: a second item with the same key
- * waits for the next batch (an `UPDATE … FROM` that matches one row twice
- * applies only one of the two).
+ * Items with a `key` go at most once per batch, and never while an earlier
+ * item with that key is on the wire: a second item with the same key waits
+ * until the first one's statement is done (an `UPDATE … FROM` that matches one
+ * row twice applies only one of the two; two statements in flight on two
+ * connections may land in either order). Items of one key land in the order
+ * they were added.
  *
  * A batch whose statement fails with an error `alone` accepts (one item's bad
  * data, say) is sent again item by item, so one bad item never fails the
@@ -22,6 +25,8 @@
 export class Batcher<T, R> {
   #queue: Waiting<T, R>[] = [];
   #inFlight = 0;
+  /** Keys of the items on the wire. */
+  readonly #busy = new Set<string>();
   #scheduled = false;
   readonly #flushNow = (): void => {
     this.#scheduled = false;
@@ -56,6 +61,9 @@ export class Batcher<T, R> {
   #flush(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.maxInFlight) {
       const batch = this.#take();
+      if (batch.length === 0) return; // every item waits for a key on the wire
+      const { key } = this;
+      if (key !== undefined) for (const waiting of batch) this.#busy.add(key(waiting.item));
       this.#inFlight += 1;
       let call: Promise<R[]>;
       try {
@@ -66,15 +74,15 @@ export class Batcher<T, R> {
       call.then(
         (results) => {
           for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i]);
-          this.#done();
+          this.#done(batch);
         },
         (error: unknown) => {
           if (batch.length > 1 && this.alone(error)) {
-            this.#oneByOne(batch).finally(() => this.#done());
+            this.#oneByOne(batch).finally(() => this.#done(batch));
             return;
           }
           for (const waiting of batch) waiting.reject(error);
-          this.#done();
+          this.#done(batch);
         },
       );
     }
@@ -91,22 +99,24 @@ export class Batcher<T, R> {
     }
   }
 
-  #done(): void {
+  #done(batch: Waiting<T, R>[]): void {
     this.#inFlight -= 1;
+    const { key } = this;
+    if (key !== undefined) for (const waiting of batch) this.#busy.delete(key(waiting.item));
     // What queued while this statement was on the wire goes now, as one.
     this.#flush();
   }
 
-  /** The next batch: the oldest items, at most `maxBatch`, no key twice. */
+  /** The next batch: the oldest items, at most `maxBatch`, no key twice, none whose key is on the wire. */
   #take(): Waiting<T, R>[] {
     const { key } = this;
-    if (key === undefined || this.#queue.length === 1) return this.#queue.splice(0, this.maxBatch);
+    if (key === undefined) return this.#queue.splice(0, this.maxBatch);
     const batch: Waiting<T, R>[] = [];
     const rest: Waiting<T, R>[] = [];
     const keys = new Set<string>();
     for (const waiting of this.#queue) {
       const k = key(waiting.item);
-      if (batch.length < this.maxBatch && !keys.has(k)) {
+      if (batch.length < this.maxBatch && !keys.has(k) && !this.#busy.has(k)) {
         keys.add(k);
         batch.push(waiting);
       } else rest.push(waiting);

@@ -76,7 +76,7 @@ const IN_FLIGHT = 4;
 /** Sessions per batched statement. */
 const MAX_BATCH = 500;
 
-/** One `update` or `touch` as the batched write statement takes it (a JSON object of `jsonb_to_recordset`). */
+/** One create, update or touch as a batched statement takes it (a JSON object of `jsonb_to_recordset`). */
 interface Write {
   sid: string;
   /** The member's JSON text. */
@@ -95,7 +95,8 @@ interface Write {
  * Round trips under load: reads that arrive while earlier reads are on the
  * wire go together as one `WHERE sid = ANY($1)`, and updates and touches as
  * one `UPDATE … FROM jsonb_to_recordset($1)` (group commit, see
- * `postgres-batch.ts`); at most four statements of each kind are in flight.
+ * `postgres-batch.ts`), and creates as one multi-row `INSERT`; at most four
+ * statements of each kind are in flight.
  * Both are named statements, parsed and planned once per connection. At low
  * load a call goes alone, at the end of the event-loop turn that made it.
  *
@@ -127,7 +128,9 @@ export class PostgresProvider implements Provider {
   /** Concurrent reads, one `WHERE sid = ANY($1)` per batch. */
   readonly #reads = new Batcher<string, Record<string, unknown> | undefined>(IN_FLIGHT, MAX_BATCH, (sids) => this.#readMany(sids), undefined, isDataError);
   /** Concurrent updates and touches, one `UPDATE … FROM jsonb_to_recordset($1)` per batch, a session at most once in each. */
-  readonly #writes = new Batcher<Write, boolean>(IN_FLIGHT, MAX_BATCH, (writes) => this.#writeMany(writes), (write) => write.sid, isDataError);
+  readonly #writes = new Batcher<Write, boolean>(IN_FLIGHT, MAX_BATCH, (writes) => this.#writeMany(writes, this.#sql.writeMany), (write) => write.sid, isDataError);
+  /** Concurrent creates, one `INSERT … SELECT … FROM jsonb_to_recordset($1)` per batch. */
+  readonly #creates = new Batcher<Write, boolean>(IN_FLIGHT, MAX_BATCH, (writes) => this.#writeMany(writes, this.#sql.createMany), (write) => write.sid, isDataError);
 
   constructor(options: PostgresOptions = {}) {
     checkOptionNames(options);
@@ -154,9 +157,10 @@ export class PostgresProvider implements Provider {
     }
   }
 
+  /** Batched with other sessions' creates: one multi-row `INSERT … ON CONFLICT DO NOTHING`. */
   async create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
-    const result = await this.#query('create', this.#sql.create, [sid, encode(values), createdAt, expiresAt, values.get(USER_KEY) ?? null]);
-    return result.rowCount === 1;
+    const json = `{"sid":${JSON.stringify(sid)},"data":${encode(values)},"created":${createdAt},"exp":${expiresAt},"uid":${JSON.stringify(values.get(USER_KEY) ?? null)}}`;
+    return this.#batched('create', () => this.#creates.add({ sid, json }));
   }
 
   /** Batched with the reads of other requests arriving meanwhile: one round trip for all of them. */
@@ -268,10 +272,10 @@ export class PostgresProvider implements Provider {
     return sids.map((sid) => bySid.get(sid));
   }
 
-  /** Applies `writes` (distinct sids) in one statement; resolves, per write, whether its session was live. */
-  async #writeMany(writes: Write[]): Promise<boolean[]> {
+  /** Runs `writes` (distinct sids) in one statement that returns the sid of each row it wrote; resolves, per write, whether it did. */
+  async #writeMany(writes: Write[], prepared: { name: string; text: string }): Promise<boolean[]> {
     if (!this.#tableReady) await this.#ensureTable();
-    const { rows } = await this.#pool.query(named(this.#sql.writeMany, [`[${writes.map((write) => write.json).join(',')}]`]));
+    const { rows } = await this.#pool.query(named(prepared, [`[${writes.map((write) => write.json).join(',')}]`]));
     if (writes.length === 1) return [rows.length === 1];
     const written = new Set<string>();
     for (const row of rows) written.add(row.sid as string);
@@ -343,7 +347,10 @@ function statements(parts: string[], unlogged: boolean) {
     migrate: `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS user_id text;
       UPDATE ${table} SET user_id = data ->> ${userKey} WHERE user_id IS NULL AND data ? ${userKey};
       ${createUserIndex}`,
-    create: `INSERT INTO ${table} (sid, data, created_at, expires_at, user_id) VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (sid) DO NOTHING`,
+    // An existing row (live or expired) is left exactly as it is; a batch names a session at most once.
+    createMany: statement(`INSERT INTO ${table} (sid, data, created_at, expires_at, user_id)
+      SELECT c.sid, c.data, c.created, c.exp, c.uid FROM jsonb_to_recordset($1::jsonb) AS c(sid text, data jsonb, created bigint, exp bigint, uid text)
+      ON CONFLICT (sid) DO NOTHING RETURNING sid`),
     read: statement(`SELECT sid, data, created_at, expires_at FROM ${table} WHERE sid = $1`),
     readMany: statement(`SELECT sid, data, created_at, expires_at FROM ${table} WHERE sid = ANY($1::text[])`),
     // Every write of a batch in one statement, each row under its own row lock: a concurrent update of the
@@ -377,12 +384,13 @@ function statements(parts: string[], unlogged: boolean) {
 
 /**
  * A failure caused by one item's data (SQLSTATE class 22, "data exception":
- * e.g. a key holding a lone UTF-16 surrogate, which jsonb refuses): its batch
+ * e.g. a key holding a lone UTF-16 surrogate, which jsonb refuses; class 23,
+ * "integrity constraint violation": a constraint the app added): its batch
  * is retried item by item, so only that item's call fails.
  */
 function isDataError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('22');
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
 }
 
 /** A statement of the hot path, named after a hash of its text: two providers on other tables sharing a pool never clash. */

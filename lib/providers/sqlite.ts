@@ -67,7 +67,7 @@ const PAGE_SIZE = 200;
 
 /** An update or touch waiting for its group commit. */
 interface PendingWrite {
-  op: 'update' | 'touch';
+  op: 'create' | 'update' | 'touch';
   run: () => boolean;
   resolve: (written: boolean) => void;
   reject: (err: Error) => void;
@@ -97,8 +97,8 @@ interface Row {
  * before that column existed gets it (filled from `values_json`) when a provider
  * first opens it. Per-key changes are one `UPDATE` whose `json_patch` merges them
  * into the stored JSON under the write lock, so concurrent updates from any
- * process never lose a key; the updates and touches made in one turn of the
- * event loop are committed together, in one transaction at its end (group
+ * process never lose a key; the creates, updates and touches made in one turn
+ * of the event loop are committed together, in one transaction at its end (group
  * commit). Reads are synchronous (`readNow`): better-sqlite3 answers in this
  * process, so a request does not wait a turn of the event loop. A database the
  * provider opens runs in WAL mode with `synchronous = NORMAL`.
@@ -124,7 +124,7 @@ export class SqliteProvider implements Provider {
     now: number,
   ) => Map<string, string> | undefined | false;
   #closed = false;
-  /** Updates and touches waiting for the end of this turn of the event loop (see `#write`). */
+  /** Creates, updates and touches waiting for the end of this turn of the event loop (see `#write`). */
   #pending: PendingWrite[] = [];
   #scheduled = false;
   readonly #writeAll: (batch: PendingWrite[]) => boolean[];
@@ -147,7 +147,9 @@ export class SqliteProvider implements Provider {
 
   create(sid: string, values: ReadonlyMap<string, string>, createdAt: number, expiresAt: number): Promise<boolean> {
     // ON CONFLICT DO NOTHING: an existing row (live or expired) is left exactly as it is.
-    return this.#run('create', () => this.#sql.insert.run(sid, encodeValues(values), createdAt, expiresAt, userOf(values)).changes === 1);
+    const text = encodeValues(values);
+    const userId = userOf(values);
+    return this.#write('create', () => this.#sql.insert.run(sid, text, createdAt, expiresAt, userId).changes === 1);
   }
 
   read(sid: string): Promise<StoredSession | undefined> {
@@ -165,11 +167,11 @@ export class SqliteProvider implements Provider {
   }
 
   /**
-   * One statement, so one implicit transaction: SQLite merges the changes into
-   * the stored JSON itself (`json_patch`, RFC 7396: a key set to `null` is
-   * removed, a string replaces), under the database's write lock, so a
-   * concurrent update from any process never loses a key. No row is read into
-   * JavaScript, parsed or re-serialised.
+   * One statement: SQLite merges the changes into the stored JSON itself
+   * (`json_patch`, RFC 7396: a key set to `null` is removed, a string
+   * replaces) under the database's write lock, so a concurrent update from any
+   * process never loses a key. No row is read into JavaScript, parsed or
+   * re-serialised. Committed with the other writes of this turn (see `#write`).
    */
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
     const patch = patchOf(changes);
@@ -257,13 +259,13 @@ export class SqliteProvider implements Provider {
   }
 
   /**
-   * Group commit: the updates and touches of one turn of the event loop (the
+   * Group commit: the creates, updates and touches of one turn of the event loop (the
    * requests that arrived together) go in one `BEGIN IMMEDIATE` transaction at
    * its end, in the order they were made, so the commit's cost (locks, WAL
    * header, the pages written) is paid once for all of them. Each call still
    * resolves its own answer, after the commit.
    */
-  #write(op: 'update' | 'touch', run: () => boolean): Promise<boolean> {
+  #write(op: PendingWrite['op'], run: () => boolean): Promise<boolean> {
     if (this.#closed) return Promise.reject(new ProviderError(NAME, `${op}: the provider is closed`));
     return new Promise<boolean>((resolve, reject) => {
       this.#pending.push({ op, run, resolve, reject });
