@@ -351,6 +351,22 @@ describe('file provider', () => {
       expect(readdirSync(join(dir, 'owner', 'members'))).toHaveLength(1);
     });
 
+    it('keeps the folder while another instance only reads (count, entries, read)', async () => {
+      await provider.create('s', new Map(), now, now + MINUTE);
+      const reader = new FileProvider({ dir });
+      try {
+        await expect(reader.count(now)).resolves.toBe(1);
+        await expect(reader.read('s')).resolves.toBeDefined();
+        for await (const entry of reader.entries(now)) expect(entry.sid).toBe('s');
+        expect(readdirSync(join(dir, 'owner', 'members'))).toHaveLength(1); // not one of the writers
+        writeFileSync(lockOf('s'), '');
+        await expect(provider.update('s', json({ a: 1 }), now + MINUTE, now)).resolves.toBe(true); // still the owner
+        rmSync(lockOf('s'));
+      } finally {
+        await reader.close();
+      }
+    });
+
     it('hands over without losing a write that was running, and takes the folder back when alone again', async () => {
       const quick = new FileProvider({ dir: join(root, 'quick'), lockStaleMs: 200 }); // heartbeat every 50 ms
       await quick.create('s', new Map(), now, now + MINUTE);
