@@ -121,10 +121,13 @@ export class ExpiryJournal {
     await this.flush(); // this process's own changes first
     await this.#refresh();
     let live = 0;
+    // Forgotten once long expired by the clock (not by `now`: a caller may ask about an earlier time).
+    const forget = Math.min(now, this.#clock()) - SNAPSHOT_KEEP_EXPIRED_MS;
     for (const [start, bucket] of this.#buckets) {
       if (start > now) live += bucket.total;
-      else if (start + COUNT_BUCKET_MS <= now) this.#buckets.delete(start); // expired: never counted again
-      else for (const [expiresAt, n] of bucket.byMs) if (expiresAt > now) live += n;
+      else if (start + COUNT_BUCKET_MS <= now) {
+        if (start + COUNT_BUCKET_MS <= forget) this.#buckets.delete(start);
+      } else for (const [expiresAt, n] of bucket.byMs) if (expiresAt > now) live += n;
     }
     return Math.max(0, live);
   }
