@@ -6,7 +6,8 @@
  *   npm run bench -- --quick    quick: 3 s per measurement, 2 rounds
  *   npm run bench -- --modes floor,session-manager:sqlite,express-session+better-sqlite3-session-store   only these modes (bare, floor and express-session are always kept: the ratios need them)
  *   BENCH_LIB=/tmp/candidate/lib/index.ts npm run bench -- --quick   measure a copy of lib/ with a candidate change
- *   npm run bench -- --only count [--quick] [--providers memory,redis]   only counts and per-user listings at scale (bench/count.ts)
+ *   npm run bench -- --only count [--quick] [--providers memory,redis]   only counts and per-user listings at scale (bench/count.ts);
+ *                                                                         a full run has them too, a run restricted by --modes only with --providers
  *
  * A run restricted by --modes, --only or BENCH_LIB writes only its timestamped `-partial` files, never latest.*.
  *
@@ -178,8 +179,10 @@ async function main(): Promise<void> {
 
   try {
     if (only === undefined) await loadAndInProcess();
-    // Counts and per-user listings at scale, one process per provider, alone on the machine.
-    for (const provider of settings.countProviders) {
+    // Counts and per-user listings at scale, one process per provider, alone on the machine. Not in a run
+    // restricted by --modes (a throughput comparison), unless --providers asks for them too.
+    const countProviders = modesArg < 0 || providersArg >= 0 || only === 'count' ? settings.countProviders : [];
+    for (const provider of countProviders) {
       const sessions = provider === 'file' ? settings.countFileSessions : settings.countSessions;
       log(`count ${provider}: ${sessions.toLocaleString('en')} sessions`);
       const answer = await script<CountResult | { error: string }>('count.ts', [provider, String(sessions)], 1_200_000);
