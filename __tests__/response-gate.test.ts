@@ -13,6 +13,8 @@ interface Harness {
   pending: boolean;
   /** Once set, every commit succeeds at once (the test is done staging). */
   autoCommit: boolean;
+  /** The session commits synchronously (an in-process provider): commitNow() succeeds. */
+  syncCommit?: boolean;
   errors: Error[];
   nextErrors: unknown[];
 }
@@ -38,6 +40,7 @@ async function withGate(scenario: (h: Harness) => Promise<void> | void): Promise
         res,
         {
           hasPendingWork: () => h.pending,
+          commitNow: () => (h.syncCommit === true ? !(h.pending = false) : false),
           commit: () => (h.autoCommit ? Promise.resolve() : new Promise<void>((resolve, reject) => (h.commit = { resolve, reject }))),
           writeIdHeaders: (response) => response.appendHeader('Set-Cookie', 'sid=abc'), // as the cookie transport does
         },
@@ -188,6 +191,23 @@ describe('response gate', () => {
       h.commit!.resolve();
     });
     expect(reply.body).toBe('first');
+  });
+
+  it('a commit done synchronously (commitNow) sends at once: no commit() and no held state, the cookie still goes out', async () => {
+    const states: string[] = [];
+    const reply = await withGate((h) => {
+      h.syncCommit = true;
+      h.res.write('a');
+      states.push(h.gate.state);
+      h.pending = true; // changes made while streaming
+      h.res.end('b');
+      states.push(h.gate.state);
+      expect(h.commit).toBeUndefined();
+      expect(h.res.writableEnded).toBe(true);
+    });
+    expect(states).toEqual(['streaming', 'released']);
+    expect(reply.body).toBe('ab');
+    expect(reply.headers['set-cookie']).toEqual(['sid=abc']);
   });
 
   it('a late setHeader never reaches the client', async () => {

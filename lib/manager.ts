@@ -253,10 +253,37 @@ export class Manager extends EventEmitter {
    */
   async update(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): Promise<number | undefined> {
     const now = this.now();
-    const fresh = this.expiryFor(record, now);
-    const expiresAt = fresh < record.expiresAt || changes.has(LIFETIME_KEY) || this.shouldTouch(record, now) ? fresh : record.expiresAt;
+    const expiresAt = this.#updatedExpiry(record, changes, now);
     const updated = await this.#call('update', () => this.provider.update(record.key, changes, expiresAt, now));
     return updated ? expiresAt : undefined;
+  }
+
+  /**
+   * `update`, synchronously, when the provider writes in-process (`updateNow`):
+   * the expiry stored, or false when it cannot answer now (no `updateNow`, the
+   * session is gone, or it threw): then `update` must run, which says why.
+   * @internal
+   */
+  updateNow(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>): number | false {
+    const { provider } = this;
+    if (provider.updateNow === undefined) return false;
+    const now = this.now();
+    const expiresAt = this.#updatedExpiry(record, changes, now);
+    const started = performance.now();
+    let updated = false;
+    try {
+      updated = provider.updateNow(record.key, changes, expiresAt, now);
+    } catch {
+      return false;
+    }
+    this.#storeEvent('update', started, true);
+    return updated && expiresAt;
+  }
+
+  /** A write's new expiry: it slides as a touch does, or at once when the lifetime changed or the deadline must come closer. */
+  #updatedExpiry(record: SessionRecord, changes: ReadonlyMap<string, string | undefined>, now: number): number {
+    const fresh = this.expiryFor(record, now);
+    return fresh < record.expiresAt || changes.has(LIFETIME_KEY) || this.shouldTouch(record, now) ? fresh : record.expiresAt;
   }
 
   /** Slides the expiry; resolves the new expiry, or undefined when the session is gone. @internal */

@@ -298,6 +298,29 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
     }
   }
 
+  /**
+   * The common commit done at once, with no promise: this request's changes
+   * to a session it loaded, on a provider that writes in-process. True when
+   * done; false leaves everything to `commit()`.
+   */
+  commitNow(): boolean {
+    const state = this.#state;
+    if (state.kind !== 'stored' || this.#queue !== undefined || this.#renewDue || this.#recheck) return false;
+    if (this.#userChange !== undefined || this.#lifetimeChange !== undefined || !this.#log.hasChanges()) return false;
+    const changes = this.#log.take();
+    const expiresAt = this.#manager.updateNow(state.record, changes);
+    if (expiresAt === false) {
+      this.#log.restore(changes);
+      return false;
+    }
+    if (debug.enabled) debug('saved %s', state.record.key.slice(0, 12));
+    if (expiresAt !== state.record.expiresAt || this.#incoming?.current === false) {
+      state.record.expiresAt = expiresAt;
+      state.refreshed = true;
+    }
+    return true;
+  }
+
   /** Sets the id headers on `res` (cookie, header transport, Cache-Control), just before its headers go out. */
   writeIdHeaders(res: ServerResponse): void {
     this.#transport.writeOutcome(this.#req, res, this.outcome());

@@ -55,6 +55,8 @@ export const TRANSITIONS: Readonly<Record<GateState, Readonly<Record<GateCall, s
 export interface GateSession {
   /** Whether anything must be stored before the response may go out. */
   hasPendingWork(): boolean;
+  /** Stores pending changes synchronously when it can (an in-process provider); false leaves them to `commit`. */
+  commitNow(): boolean;
   /** Stores pending changes; `headersSent` when a new id could no longer reach the client. */
   commit(headersSent: boolean): Promise<void>;
   /** Sets the id headers (cookie, header transport, Cache-Control) on `res`, just before its headers go out. */
@@ -150,7 +152,7 @@ export class ResponseGate {
           this.#enter('headed');
           return res;
         }
-        if (!this.#session.hasPendingWork()) return this.#sendNow(method, args);
+        if (!this.#session.hasPendingWork() || this.#session.commitNow()) return this.#sendNow(method, args);
         if (method === 'end') {
           this.#pendingEnd = args;
           this.#startCommit('ending');
@@ -187,7 +189,7 @@ export class ResponseGate {
 
   /** Changes made while streaming are saved before the final chunk. */
   #endStreaming(args: Args): unknown {
-    if (!this.#session.hasPendingWork()) {
+    if (!this.#session.hasPendingWork() || this.#session.commitNow()) {
       this.#state = 'released';
       return this.#forward('end', args);
     }

@@ -105,7 +105,7 @@ export class Session {
     this.#host = host;
   }
 
-/** The value stored under `key`, or `undefined`. */
+  /** The value stored under `key`, or `undefined`. */
   get<K extends SessionKey>(key: K): SessionValue<K> | undefined {
     const json = this.#log.values.get(key);
     return json === undefined ? undefined : (JSON.parse(json) as SessionValue<K>);

@@ -124,6 +124,10 @@ export class MemoryProvider implements Provider {
   }
 
   async update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean> {
+    return this.updateNow(sid, changes, expiresAt, now);
+  }
+
+  updateNow(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): boolean {
     const encoded = this.#sessions.get(sid);
     if (encoded === undefined || expiryOf(encoded) <= now) return false;
     const values = decodeValues(encoded);

@@ -59,6 +59,13 @@ export interface Provider {
   update(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): Promise<boolean>;
 
   /**
+   * Optional: `update`, done synchronously (an in-process provider), so the
+   * response need not wait a turn of the event loop for its save. Throws
+   * (instead of rejecting) on failure. The two must behave alike.
+   */
+  updateNow?(sid: string, changes: ReadonlyMap<string, string | undefined>, expiresAt: number, now: number): boolean;
+
+  /**
    * Optional, and what makes `regenerate()` atomic: in one step, replaces
    * session `from` by a new session `to`, only if `from` exists and is live at
    * `now` and `to` is free. `to` gets `from`'s values *as stored at that
@@ -169,7 +176,7 @@ export interface StoredEntry extends StoredSession {
 /** A provider, or a factory that builds one from `providerOptions`. */
 export type ProviderFactory = (options: Record<string, unknown>) => Provider;
 
-/** What every provider must have; the rest (touch, gc, count, entries, move, readNow) is detected. */
+/** What every provider must have; the rest (touch, gc, count, entries, move, readNow, updateNow) is detected. */
 const PROVIDER_METHODS = ['create', 'read', 'update', 'destroy', 'close'] as const;
 
 /** The names of the `Provider` methods `candidate` lacks (empty when it is a complete provider). */
