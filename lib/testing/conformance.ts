@@ -677,6 +677,22 @@ export function providerConformance(runner: TestRunner, factory: ProviderUnderTe
         }
       });
 
+      test('updateNow, when offered, writes as update does: per key, only while live, at once', ['readNow'], async () => {
+        if (provider.updateNow === undefined) return; // optional even for a provider with readNow
+        const sid = freshId();
+        await provider.create(sid, values({ a: 1, b: 2 }), now, now + MINUTE);
+        const result = provider.updateNow(sid, new Map([['a', '10'], ['b', undefined], ['c', '3']]), now + 2 * MINUTE, now);
+        expect(result).toBe(true); // a boolean, not a promise
+        const stored = provider.readNow!(sid)!;
+        expect({ values: sortedEntries(stored.values), expiresAt: stored.expiresAt }).toEqual({ values: [['a', 10], ['c', 3]], expiresAt: now + 2 * MINUTE });
+        const expired = freshId();
+        await provider.create(expired, values({ a: 1 }), now - 2 * MINUTE, now - MINUTE);
+        expect(provider.updateNow(expired, values({ a: 2 }), now + MINUTE, now)).toBe(false);
+        const missing = freshId();
+        expect(provider.updateNow(missing, values({ a: 2 }), now + MINUTE, now)).toBe(false);
+        expect(await provider.read(missing)).toBeUndefined(); // never created by an update
+      });
+
       test('hands out a fresh map on every call', ['readNow'], async () => {
         const sid = freshId();
         await provider.create(sid, values({ a: 1 }), now, now + MINUTE);
