@@ -30,6 +30,19 @@ describe('manager', () => {
       await expect(manager.count()).resolves.toBe(2);
       await manager.close();
     });
+
+    it('callers in one turn of the event loop share one store count, and the next turn counts again', async () => {
+      const provider = new RecordingProvider();
+      const manager = createManager({ provider, clock: clock.now });
+      await seed(manager, 2);
+      provider.reset();
+      await expect(Promise.all(Array.from({ length: 20 }, () => manager.count()))).resolves.toEqual(Array(20).fill(2));
+      expect(provider.methods()).toEqual(['count']);
+      await seed(manager, 1);
+      await expect(manager.count()).resolves.toBe(3);
+      expect(provider.methods().filter((method) => method === 'count')).toEqual(['count', 'count']);
+      await manager.close();
+    });
   });
 
   describe('sessions()', () => {

@@ -106,6 +106,8 @@ export class Manager extends EventEmitter {
   readonly provider: Provider;
   #gcTimer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
+  /** The count callers of this turn share. */
+  #counting: Promise<number> | undefined;
 
   constructor(options: SessionOptions<ProviderChoice> = {}) {
     super();
@@ -439,7 +441,16 @@ export class Manager extends EventEmitter {
   count(): Promise<number> {
     const { provider } = this;
     if (provider.count === undefined) return Promise.reject(this.#cannot('count()'));
-    return this.#call('count', () => provider.count!(this.now()));
+    // Callers in one turn of the event loop, or while a count runs, share one: "users online"
+    // on every page costs one store count per turn, not one per request (SQLite's blocks the loop).
+    if (this.#counting !== undefined) return this.#counting;
+    const counting = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#call('count', () => provider.count!(this.now())));
+    this.#counting = counting;
+    const done = (): void => {
+      if (this.#counting === counting) this.#counting = undefined;
+    };
+    counting.then(done, done);
+    return counting;
   }
 
   /** Deletes expired sessions now; resolves how many. */
