@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import { sessions, type SessionMiddleware } from '../../lib/index';
-import type { SessionOptions } from '../../lib/options';
-import { FakeClock, idOf, listen } from '../support/http';
+import { sessions, type SessionMiddleware } from '../lib/index';
+import type { SessionOptions } from '../lib/options';
+import { FakeClock, idOf, listen } from './support/http';
 
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
