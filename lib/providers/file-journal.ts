@@ -39,8 +39,6 @@ interface Bucket {
  */
 export class ExpiryJournal {
   readonly #dir: string;
-  #appender: { segment: number; handle: Promise<FileHandle> } | undefined;
-  readonly #retired: Array<Promise<FileHandle>> = [];
   /** The snapshot the state is based on (-1: none). */
   #base = -1;
   /** Bytes of each segment folded into the state. */
@@ -112,8 +110,13 @@ export class ExpiryJournal {
     this.#pending = [];
     const buffer = Buffer.from(records.buffer);
     if (!LITTLE_ENDIAN) for (let i = 0; i < records.length; i += 1) buffer.writeDoubleLE(records[i], i * 8);
-    const handle = await this.#handle();
-    await handle.write(buffer, 0, buffer.length, null); // O_APPEND: one write, never interleaved with another's
+    // Opened per batch, not kept open: a held write handle would stop an admin remounting the folder read-only.
+    const handle = await this.#openAppend(Math.floor(this.#clock() / SEGMENT_MS));
+    try {
+      await handle.write(buffer, 0, buffer.length, null); // O_APPEND: one write, never interleaved with another's
+    } finally {
+      await handle.close();
+    }
   }
 
   /** How many expiries in the journal are after `now`. */
@@ -138,29 +141,9 @@ export class ExpiryJournal {
     return this.#compacting;
   }
 
-  /** Writes what is queued, then closes the append handles. */
+  /** Writes what is queued. */
   async close(): Promise<void> {
     await this.flush();
-    const handles = [...this.#retired, ...(this.#appender ? [this.#appender.handle] : [])];
-    this.#appender = undefined;
-    this.#retired.length = 0;
-    await Promise.all(handles.map((handle) => handle.then((h) => h.close()).catch(() => undefined)));
-  }
-
-  #handle(): Promise<FileHandle> {
-    const segment = Math.floor(this.#clock() / SEGMENT_MS);
-    if (this.#appender?.segment === segment) return this.#appender.handle;
-    if (this.#appender !== undefined) {
-      // Its last writes may still be running: closed at the next change of segment, a minute on.
-      for (const old of this.#retired.splice(0)) void old.then((h) => h.close()).catch(() => undefined);
-      this.#retired.push(this.#appender.handle);
-    }
-    const handle = this.#openAppend(segment);
-    handle.catch(() => {
-      if (this.#appender?.handle === handle) this.#appender = undefined; // retried by the next write
-    });
-    this.#appender = { segment, handle };
-    return handle;
   }
 
   async #openAppend(segment: number): Promise<FileHandle> {
