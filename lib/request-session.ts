@@ -8,6 +8,9 @@ import { SessionError } from './errors';
 import { ChangeLog, Session, type SessionHost } from './session';
 import { withIdInUrl, type IdOutcome, type IncomingId, type IdTransport } from './transport';
 
+/** What a regenerate rejects with when the session is gone (destroyed, expired or renewed elsewhere). */
+const GONE = Symbol('session gone');
+
 /**
  * Where this request's session stands; every step below moves between these.
  * - `new`: nothing stored (a new visitor, or after a logout: `clearClient`
@@ -223,14 +226,13 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
    * `graceMs`. Resolves false when an automatic renewal lost a race to another.
    */
   async #move(state: { record: SessionRecord }, graceMs: number, automatic: boolean): Promise<boolean> {
-    let moved: LoadedSession | undefined;
+    let moved: LoadedSession;
     try {
-      moved = await this.#storing((changes) => this.#manager.regenerate(state.record, changes, { graceMs, automatic }));
+      // A session found gone rejects too, so that #storing puts this request's changes back.
+      moved = await this.#storing(async (changes) => (await this.#manager.regenerate(state.record, changes, { graceMs, automatic })) ?? Promise.reject(GONE));
     } catch (err) {
       if (err instanceof RenewalRace) return false; // the changes were put back: the caller saves them under the old id
-      throw err;
-    }
-    if (moved === undefined) {
+      if (err !== GONE) throw err;
       // Renewed by another request meanwhile (grace window): regenerate the session it became.
       const renamed = await this.#manager.renamedTo(state.record);
       if (renamed === undefined) {

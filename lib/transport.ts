@@ -63,7 +63,7 @@ export class IdTransport {
       for (const raw of this.#rawValues(req, via)) {
         if (budget-- === 0) return found;
         const decoded = this.decode(raw, req);
-        if (decoded !== undefined && !found.some((each) => each.sid === decoded.sid)) found.push({ ...decoded, raw, via });
+        if (decoded !== undefined && !found.some((each) => each.sid === decoded.sid)) found.push({ sid: decoded.sid, current: decoded.current, raw, via });
       }
       if (via === 'cookie') this.#addVerifiedByCookieParser(req, found);
     }
@@ -235,18 +235,37 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
  */
 function cookieValues(header: string, name: string): string[] {
   const values: string[] = [];
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
-    let value = pair.slice(eq + 1).trim();
-    if (value.startsWith('"') && value.endsWith('"') && value.length > 1) value = value.slice(1, -1);
-    try {
-      values.push(value.includes('%') ? decodeURIComponent(value) : value);
-    } catch {
-      // A broken %-escape is malformed: skipped like any bad value.
+  // One pass with indexOf, no split: this runs on every request.
+  for (let at = 0; at < header.length; ) {
+    let end = header.indexOf(';', at);
+    if (end === -1) end = header.length;
+    let start = at;
+    while (start < end && isBlank(header.charCodeAt(start))) start++;
+    if (header.startsWith(name, start)) {
+      let eq = start + name.length;
+      while (eq < end && isBlank(header.charCodeAt(eq))) eq++;
+      if (eq < end && header.charCodeAt(eq) === EQUALS) pushValue(values, header.slice(eq + 1, end).trim());
     }
+    at = end + 1;
   }
   return values;
+}
+
+const EQUALS = 0x3d;
+
+/** A cookie value as `cookie` reads it: unquoted, URL-decoded; a broken %-escape is malformed and skipped. */
+function pushValue(values: string[], raw: string): void {
+  const value = raw.length > 1 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+  try {
+    values.push(value.includes('%') ? decodeURIComponent(value) : value);
+  } catch {
+    // skipped like any bad value
+  }
+}
+
+/** What `String.prototype.trim` would drop around a cookie name in practice: space and tab. */
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 /**
