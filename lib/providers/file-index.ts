@@ -326,8 +326,8 @@ async function rmdirQuietly(path: string): Promise<void> {
   }
 }
 
-/** Makes the entries added to `dir` durable (POSIX: they live in the directory). */
-async function syncDir(dir: string): Promise<void> {
+/** Makes renames, links and unlinks in `dir` durable (POSIX: they live in the directory, not the file). */
+export async function syncDir(dir: string): Promise<void> {
   if (process.platform === 'win32') return; // directories cannot be opened for fsync there
   const handle = await open(dir, 'r');
   try {

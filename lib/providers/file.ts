@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { link, mkdir, open, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorCode, errorMessage, OptionError, ProviderError } from '../errors';
-import { FileIndex, type IndexEntry } from './file-index';
+import { FileIndex, syncDir, type IndexEntry } from './file-index';
 import { FileLocks } from './file-lock';
 import { FolderOwnership } from './file-owner';
 import { USER_KEY, userOf, type Provider, type StoredEntry, type StoredSession } from './provider';
@@ -802,17 +802,6 @@ async function unlinkIfPresent(path: string): Promise<boolean> {
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;
     throw err;
-  }
-}
-
-/** Makes renames, links and unlinks in `dir` durable (POSIX: they live in the directory, not the file). */
-async function syncDir(dir: string): Promise<void> {
-  if (process.platform === 'win32') return; // directories cannot be opened for fsync there
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
