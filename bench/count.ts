@@ -36,10 +36,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, Agent, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { discard, startPostgres, startRedis, type PgServer, type RedisServer } from '../__tests__/support/services';
 import { USER_KEY } from '../lib/providers/provider';
 import { loadLibrary } from './modes';
+import { watchLoop, type LoopWatch } from './loop-watch';
 
 export const COUNT_PROVIDERS = ['memory', 'sqlite', 'redis', 'postgres', 'file', 'redis-cluster'] as const;
 export type CountProvider = (typeof COUNT_PROVIDERS)[number];
@@ -173,39 +173,27 @@ async function fill(count: number, now: number, window: number, create: (seed: S
   await flush();
 }
 
-/** Watches the event loop while `work` runs (as bench/expiry.ts does), with HTTP pings to a server of this process. */
-async function watch<T>(
-  work: () => Promise<T>,
-  ping: () => Promise<number>,
-): Promise<{ value: T; elapsedMs: number; cpuMs: number; worstDelayMs: number; histogramMaxMs: number; gapMaxMs: number; pings: number[] }> {
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  let last = performance.now();
-  let gapMax = 0;
-  const interval = setInterval(() => {
-    const now = performance.now();
-    gapMax = Math.max(gapMax, now - last - 1);
-    last = now;
-  }, 1);
-  histogram.enable();
-  await sleep(20);
-  let working = true;
+/** Watches the event loop while `work` runs (bench/loop-watch.ts), with HTTP pings to a server of this process. */
+async function watch<T>(work: () => Promise<T>, ping: () => Promise<number>): Promise<LoopWatch<T> & { cpuMs: number; pings: number[] }> {
   const pings: number[] = [];
-  const pinger = (async () => {
-    while (working) pings.push(await ping());
-  })();
-  const started = performance.now();
-  const cpu = process.cpuUsage();
-  last = started;
-  const value = await work();
-  const elapsedMs = performance.now() - started;
-  const { user, system } = process.cpuUsage(cpu);
-  working = false;
-  await pinger;
-  await sleep(5);
-  histogram.disable();
-  clearInterval(interval);
-  const histogramMaxMs = histogram.max / 1e6;
-  return { value, elapsedMs, cpuMs: (user + system) / 1000, worstDelayMs: Math.max(histogramMaxMs, gapMax), histogramMaxMs, gapMaxMs: gapMax, pings };
+  let cpuMs = 0;
+  let elapsedMs = 0;
+  const watched = await watchLoop(async () => {
+    let working = true;
+    const pinger = (async () => {
+      while (working) pings.push(await ping());
+    })();
+    const started = performance.now();
+    const cpu = process.cpuUsage();
+    const value = await work();
+    elapsedMs = performance.now() - started;
+    const { user, system } = process.cpuUsage(cpu);
+    cpuMs = (user + system) / 1000;
+    working = false;
+    await pinger;
+    return value;
+  });
+  return { ...watched, elapsedMs, cpuMs, pings };
 }
 
 /** A trivial HTTP server in this process and a keep-alive client: resolves each request's latency in ms. */

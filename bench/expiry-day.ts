@@ -14,8 +14,8 @@
  *
  * Times go to the provider explicitly; the wall clock only measures.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadLibrary } from './modes';
+import { watchLoop } from './loop-watch';
 
 type MemoryProvider = import('../lib/providers/memory').MemoryProvider;
 
@@ -35,28 +35,6 @@ async function fill(store: MemoryProvider, prefix: string, count: number, establ
     await store.create(sid(prefix, i), session(i), createdAt, createdAt + DAY);
     if (established) await store.touch(sid(prefix, i), createdAt + DAY, createdAt);
   }
-}
-
-/** Worst event-loop delay while `work` runs, from a 1 ms interval and `monitorEventLoopDelay`. */
-async function watchLoop<T>(work: () => Promise<T>): Promise<{ value: T; worstDelayMs: number; elapsedMs: number }> {
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  let last = performance.now();
-  let gapMax = 0;
-  const interval = setInterval(() => {
-    const now = performance.now();
-    gapMax = Math.max(gapMax, now - last - 1);
-    last = now;
-  }, 1);
-  histogram.enable();
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  const started = performance.now();
-  last = started;
-  const value = await work();
-  const elapsedMs = performance.now() - started;
-  await new Promise((resolve) => setTimeout(resolve, 5));
-  histogram.disable();
-  clearInterval(interval);
-  return { value, worstDelayMs: Math.max(histogram.max / 1e6, gapMax), elapsedMs };
 }
 
 async function sweep(count: number, established: boolean): Promise<Record<string, unknown>> {

@@ -12,8 +12,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { FileProvider } from '../lib/providers/file';
+import { watchLoop } from './loop-watch';
 
 const HOUR_MS = 3_600_000;
 
@@ -22,25 +23,6 @@ async function inBatches(total: number, inFlight: number, work: (i: number) => P
   await Promise.all(Array.from({ length: inFlight }, async () => {
     while (next < total) await work(next++);
   }));
-}
-
-/** Worst event-loop delay (ms) while `fn` runs, sampled every 1 ms by a timer. */
-async function worstLoopDelay<T>(fn: () => Promise<T>): Promise<{ result: T; ms: number; worstMs: number }> {
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  let worst = 0;
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const at = performance.now();
-    worst = Math.max(worst, at - last - 1);
-    last = at;
-  }, 1);
-  histogram.enable();
-  const started = performance.now();
-  const result = await fn();
-  const ms = performance.now() - started;
-  histogram.disable();
-  clearInterval(timer);
-  return { result, ms, worstMs: Math.max(worst, histogram.max / 1e6) };
 }
 
 async function benchCount(sessions: number): Promise<void> {
@@ -53,19 +35,19 @@ async function benchCount(sessions: number): Promise<void> {
       provider.create(`bench-${i}`, new Map([['user', JSON.stringify(`u${i}`)], ['n', String(i)]]), now, now + 60_000 + Math.floor((i / sessions) * HOUR_MS)),
     );
     console.log(`filled ${sessions} sessions in ${((performance.now() - filling) / 1000).toFixed(1)} s`);
-    const first = await worstLoopDelay(() => provider.count(Date.now()));
-    console.log(`count() first call: ${first.ms.toFixed(1)} ms = ${first.result}, worst loop delay ${first.worstMs.toFixed(1)} ms`);
-    const one = await worstLoopDelay(() => provider.count(Date.now()));
-    console.log(`count() one call: ${one.ms.toFixed(1)} ms = ${one.result}, worst loop delay ${one.worstMs.toFixed(1)} ms`);
-    const twenty = await worstLoopDelay(() => Promise.all(Array.from({ length: 20 }, () => provider.count(Date.now()))));
-    console.log(`count() x20 concurrent: ${twenty.ms.toFixed(1)} ms, worst loop delay ${twenty.worstMs.toFixed(1)} ms, answers ${[...new Set(twenty.result)].join(',')}`);
+    const first = await watchLoop(() => provider.count(Date.now()));
+    console.log(`count() first call: ${first.elapsedMs.toFixed(1)} ms = ${first.value}, worst loop delay ${first.worstDelayMs.toFixed(1)} ms`);
+    const one = await watchLoop(() => provider.count(Date.now()));
+    console.log(`count() one call: ${one.elapsedMs.toFixed(1)} ms = ${one.value}, worst loop delay ${one.worstDelayMs.toFixed(1)} ms`);
+    const twenty = await watchLoop(() => Promise.all(Array.from({ length: 20 }, () => provider.count(Date.now()))));
+    console.log(`count() x20 concurrent: ${twenty.elapsedMs.toFixed(1)} ms, worst loop delay ${twenty.worstDelayMs.toFixed(1)} ms, answers ${[...new Set(twenty.value)].join(',')}`);
     // A write moves an entry, so the next count re-reads the bucket it landed in.
     await provider.update('bench-1', new Map([['n', '0']]), Date.now() + HOUR_MS, Date.now());
-    const afterWrite = await worstLoopDelay(() => provider.count(Date.now()));
-    console.log(`count() after a write: ${afterWrite.ms.toFixed(1)} ms, worst loop delay ${afterWrite.worstMs.toFixed(1)} ms`);
+    const afterWrite = await watchLoop(() => provider.count(Date.now()));
+    console.log(`count() after a write: ${afterWrite.elapsedMs.toFixed(1)} ms, worst loop delay ${afterWrite.worstDelayMs.toFixed(1)} ms`);
     const reopened = new FileProvider({ dir });
-    const cold = await worstLoopDelay(() => reopened.count(Date.now()));
-    console.log(`count() by a new instance (cold cache): ${cold.ms.toFixed(1)} ms = ${cold.result}, worst loop delay ${cold.worstMs.toFixed(1)} ms`);
+    const cold = await watchLoop(() => reopened.count(Date.now()));
+    console.log(`count() by a new instance (cold cache): ${cold.elapsedMs.toFixed(1)} ms = ${cold.value}, worst loop delay ${cold.worstDelayMs.toFixed(1)} ms`);
     await reopened.close();
   } finally {
     await provider.close();
