@@ -151,10 +151,10 @@ export class Manager extends EventEmitter {
     return gain > 0 && (gain >= this.options.touchAfterMs || this.#onProbation(record));
   }
 
-  /** Whether `renewAfter` wants a new id for this session at `now` (its id's age counts from the last renewal). @internal */
-  renewalDue(record: SessionRecord, now: number): boolean {
+  /** Whether `renewAfter` wants a new id for this session now (its id's age counts from the last renewal). @internal */
+  renewalDue(record: SessionRecord): boolean {
     const after = this.options.renewAfterMs;
-    return after !== undefined && now - (record.renewedAt ?? record.createdAt) >= after;
+    return after !== undefined && this.now() - (record.renewedAt ?? record.createdAt) >= after;
   }
 
   /** A session still on its `newSessionLifetime`: its first reuse must give it the full lifetime. */

@@ -72,7 +72,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
     this.#state = loaded
       ? { kind: 'stored', record: loaded.record, idChanged: renamed, refreshed: false }
       : { kind: 'new', pendingId: undefined, clearClient: false, destroyed: false };
-    this.#renewDue = loaded !== undefined && !renamed && manager.renewalDue(loaded.record, manager.now());
+    this.#renewDue = loaded !== undefined && !renamed && manager.renewalDue(loaded.record); // the clock is read only when renewAfter is set
     this.#log = new ChangeLog(loaded?.values ?? new Map());
     this.session = new Session(this.#log, this);
   }
