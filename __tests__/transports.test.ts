@@ -119,5 +119,16 @@ describe.each(EXPRESS_VERSIONS)('transports on %s', (_name, express) => {
       const badHeader = await request(app).get('/get/who').set('Cookie', viaCookie).set('X-Session-Id', 'garbage');
       expect(badHeader.body.value).toBe('cookie');
     });
+
+    it('reads a cookie URL-decoded and a header as it is, also once the value is known', async () => {
+      const { app } = buildApp(express, { transports: ['cookie', 'header'], secret: SECRET });
+      const pair = cookiePair(await request(app).get('/set/a/1'));
+      const encoded = pair.slice(pair.indexOf('=') + 1);
+      expect(encoded).toMatch(/%/); // the signature's +, / and = travel escaped in a cookie
+      expect((await request(app).get('/get/a').set('Cookie', pair)).body.value).toBe('1'); // now verified and remembered
+      // The same text as a header value is not the signed id (a header is not URL-decoded), remembered or not.
+      expect((await request(app).get('/get/a').set('X-Session-Id', encoded)).body.value).toBeNull();
+      expect((await request(app).get('/get/a').set('X-Session-Id', decodeURIComponent(encoded))).body.value).toBe('1');
+    });
   });
 });

@@ -31,8 +31,17 @@ export interface RequestState {
   destroy(): Promise<void>;
 }
 
-export const responseGates = new WeakMap<object, Routable>();
-export const requestStates = new WeakMap<object, RequestState>();
+/** What a request is bound to: one entry per request (a WeakMap entry is dear to the garbage collector). */
+export class Binding {
+  /** Set once the session is loaded. */
+  state: RequestState | undefined;
+  /** Set when the response is gated through the app's prototype (the fast path). */
+  gate: Routable | undefined;
+  constructor(readonly owner: object) {}
+}
+
+/** Request → its binding; the response finds it through `res.req`. */
+export const bindings = new WeakMap<object, Binding>();
 
 interface ExpressApp {
   parent?: unknown;
@@ -60,7 +69,7 @@ export function appPrototypes(req: IncomingMessage, res: ServerResponse, now: nu
   const app = (req as { app?: ExpressApp }).app;
   if (app === undefined || app.parent !== undefined || app.request === undefined || app.response === undefined) return undefined;
   if (Object.getPrototypeOf(req) !== app.request || Object.getPrototypeOf(res) !== app.response) return undefined;
-  if (ROUTED.some((method) => Object.hasOwn(res, method))) return undefined;
+  if (Object.hasOwn(res, 'writeHead') || Object.hasOwn(res, 'write') || Object.hasOwn(res, 'end') || Object.hasOwn(res, 'flushHeaders')) return undefined;
   if (hasSubApps(app, now)) return undefined;
   return installed.get(app) ?? install(app);
 }
@@ -75,7 +84,7 @@ function install(app: ExpressApp): Record<Routed, AnyMethod> {
       configurable: true,
       writable: true,
       value: function (this: ServerResponse, ...args: unknown[]): unknown {
-        const gate = responseGates.get(this);
+        const gate = bindings.get(this.req)?.gate;
         return gate === undefined ? original.apply(this, args) : gate.call(method, args);
       },
     });
@@ -90,7 +99,7 @@ const REQUEST_ACCESSORS: PropertyDescriptorMap = {
   session: {
     configurable: true,
     get(this: IncomingMessage) {
-      return requestStates.get(this)?.exposed;
+      return bindings.get(this)?.state?.exposed;
     },
     set(this: IncomingMessage, value: unknown) {
       ownProperty(this, 'session', value);
@@ -99,7 +108,7 @@ const REQUEST_ACCESSORS: PropertyDescriptorMap = {
   sessionID: {
     configurable: true,
     get(this: IncomingMessage) {
-      return requestStates.get(this)?.id();
+      return bindings.get(this)?.state?.id();
     },
     set(this: IncomingMessage, value: unknown) {
       ownProperty(this, 'sessionID', value);
@@ -109,7 +118,7 @@ const REQUEST_ACCESSORS: PropertyDescriptorMap = {
     configurable: true,
     writable: true,
     value(this: IncomingMessage): Promise<void> | undefined {
-      return requestStates.get(this)?.destroy();
+      return bindings.get(this)?.state?.destroy();
     },
   },
 };

@@ -169,8 +169,7 @@ export class Manager extends EventEmitter {
    * (`readNow`), else with a Promise.
    * @internal
    */
-  load(sid: string, hops = 0): LoadedSession | undefined | Promise<LoadedSession | undefined> {
-    const key = storageKey(sid);
+  load(sid: string, key = storageKey(sid), hops = 0): LoadedSession | undefined | Promise<LoadedSession | undefined> {
     const started = performance.now();
     const stored = this.#read(key);
     if (stored instanceof Promise) return stored.then((found) => this.#found(sid, key, found, started, hops));
@@ -199,7 +198,7 @@ export class Manager extends EventEmitter {
     if (hops >= MAX_ALIAS_HOPS) return undefined;
     return then(this.#read(aliasKey(sid)), (alias) => {
       const target = alias === undefined || alias.expiresAt <= this.now() ? undefined : openAlias(sid, alias.values.get(ALIAS_KEY));
-      return target === undefined || !SESSION_ID_PATTERN.test(target) ? undefined : this.load(target, hops + 1);
+      return target === undefined || !SESSION_ID_PATTERN.test(target) ? undefined : this.load(target, undefined, hops + 1);
     });
   }
 
@@ -606,19 +605,9 @@ const HANDLE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
  * and 256 random bits need no key to be safe from guessing.
  */
 export function storageKey(sid: string): string {
-  let key = recentKeys.get(sid);
-  if (key === undefined) {
-    key = createHash('sha256').update(sid).digest('base64url');
-    // Returning visitors skip the hash; the oldest entry goes first.
-    if (recentKeys.size >= RECENT_KEYS) recentKeys.delete(recentKeys.keys().next().value!);
-    recentKeys.set(sid, key);
-  }
-  return key;
+  // Returning visitors skip this: the transport keeps the key with each cookie value it verified.
+  return createHash('sha256').update(sid).digest('base64url');
 }
-
-/** Ids hashed lately: a returning visitor's request costs a Map lookup, not a SHA-256. */
-const recentKeys = new Map<string, string>();
-const RECENT_KEYS = 10_000;
 
 /** The short tag events and logs carry: the start of the storage key. */
 function eventId(key: string): string {

@@ -5,7 +5,7 @@ import { SessionError } from './errors';
 import { Manager, type LoadedSession } from './manager';
 import type { ProviderChoice, SessionOptions } from './options';
 import { RequestSession } from './request-session';
-import { appPrototypes, requestStates } from './app-prototypes';
+import { appPrototypes, Binding, bindings } from './app-prototypes';
 import { ResponseGate } from './response-gate';
 import type { Session } from './session';
 import { IdTransport, type IncomingId } from './transport';
@@ -53,9 +53,6 @@ export interface SessionMiddleware {
   readonly manager: Manager;
 }
 
-/** Which middleware bound a request, so a second instance meeting it is caught. */
-const boundBy = new WeakMap<IncomingMessage, Manager>();
-
 /**
  * Server-side sessions as Connect/Express middleware: loads `req.session`
  * before the route, saves its changes before the response leaves.
@@ -70,36 +67,38 @@ export function sessions<P extends ProviderChoice = 'memory'>(options?: SessionO
   const transport = new IdTransport(manager.options);
   const report = (err: unknown): void => manager.reportError(err);
 
-  const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, incoming: IncomingId | undefined, loaded: LoadedSession | undefined): void => {
+  const begin = (req: IncomingMessage, res: ServerResponse, next: NextFunction, binding: Binding, incoming: IncomingId | undefined, loaded: LoadedSession | undefined): void => {
     const requestSession = new RequestSession(manager, transport, req, incoming, loaded);
     const prototypes = appPrototypes(req, res, Date.now());
-    bindRequest(req, requestSession, manager, prototypes !== undefined);
-    new ResponseGate(req, res, requestSession, (err) => next(asStoreError(err)), report, prototypes);
+    bindRequest(req, binding, requestSession, manager, prototypes !== undefined);
+    const gate = new ResponseGate(req, res, requestSession, (err) => next(asStoreError(err)), report, prototypes);
+    if (prototypes !== undefined) binding.gate = gate; // the app's response prototype routes to it
     next();
   };
 
   const middleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction): void => {
-    const owner = boundBy.get(req);
+    const owner = bindings.get(req)?.owner;
     if (owner === manager) return next(); // the same middleware mounted twice: the first run owns the request
     if (owner !== undefined) {
       return next(new SessionError('two different sessions() middlewares ran for one request; mount one (use one instance for every route), or give each its own routes', { status: 500 }));
     }
-    boundBy.set(req, manager);
+    const binding = new Binding(manager);
+    bindings.set(req, binding);
     const candidates = transport.candidates(req);
-    if (candidates.length === 0) return begin(req, res, next, undefined, undefined); // no valid id: no store round trip at all
+    if (candidates.length === 0) return begin(req, res, next, binding, undefined, undefined); // no valid id: no store round trip at all
     const found = firstKnown(manager, candidates, 0);
     if (!(found instanceof Promise)) {
       if (debug.enabled) debugLoad(candidates.length, found);
-      return begin(req, res, next, found?.incoming, found?.loaded); // an in-process provider answered at once
+      return begin(req, res, next, binding, found?.incoming, found?.loaded); // an in-process provider answered at once
     }
     found.then(
       (result) => {
         if (debug.enabled) debugLoad(candidates.length, result);
-        begin(req, res, next, result?.incoming, result?.loaded);
+        begin(req, res, next, binding, result?.incoming, result?.loaded);
       },
       (err: unknown) => {
         // A store outage is an error, never a silent "no session"; error handlers still find a req.session.
-        bindRequest(req, new RequestSession(manager, transport, req, undefined, undefined), manager, appPrototypes(req, res, Date.now()) !== undefined);
+        bindRequest(req, binding, new RequestSession(manager, transport, req, undefined, undefined), manager, appPrototypes(req, res, Date.now()) !== undefined);
         next(err);
       },
     );
@@ -117,7 +116,7 @@ function debugLoad(candidates: number, found: Found): void {
 /** The first candidate id the store knows, in order; synchronous while the provider answers synchronously. */
 function firstKnown(manager: Manager, candidates: IncomingId[], from: number): Found | Promise<Found> {
   for (let i = from; i < candidates.length; i++) {
-    const loaded = manager.load(candidates[i].sid);
+    const loaded = manager.load(candidates[i].sid, candidates[i].key);
     if (loaded instanceof Promise) {
       return loaded.then((result) => (result ? { incoming: candidates[i], loaded: result } : firstKnown(manager, candidates, i + 1)));
     }
@@ -131,10 +130,10 @@ function firstKnown(manager: Manager, candidates: IncomingId[], from: number): F
  * of this request: Node's classes and Express's shared prototypes stay as they are.
  * With `compat: 'express-session'`, `req.session` is the express-session-like view.
  */
-function bindRequest(req: IncomingMessage, requestSession: RequestSession, manager: Manager, onAppPrototypes: boolean): void {
+function bindRequest(req: IncomingMessage, binding: Binding, requestSession: RequestSession, manager: Manager, onAppPrototypes: boolean): void {
   requestSession.exposed = manager.options.compat === 'express-session' ? compatSession(requestSession, manager, req) : requestSession.session;
   if (onAppPrototypes) {
-    requestStates.set(req, requestSession); // the app's request prototype reads it
+    binding.state = requestSession; // the app's request prototype reads it
     return;
   }
   Object.defineProperties(req, {

@@ -1,5 +1,5 @@
 import { OutgoingMessage, ServerResponse, type IncomingMessage } from 'node:http';
-import { responseGates, ROUTED, type Routed } from './app-prototypes';
+import { ROUTED, type Routed } from './app-prototypes';
 
 /**
  * The calls of an app's response that the table covers. `guard` is
@@ -100,8 +100,8 @@ export class ResponseGate {
 
   /**
    * `below`: the methods under the app's own prototype wrappers (the Express
-   * fast path, see app-prototypes.ts); without it the gate wraps this
-   * response's own methods.
+   * fast path, see app-prototypes.ts; the caller makes them route here);
+   * without it the gate wraps this response's own methods.
    */
   constructor(
     req: IncomingMessage,
@@ -120,7 +120,6 @@ export class ResponseGate {
     const names = raw.getRawHeaderNames?.() ?? res.getHeaderNames();
     this.#before = { status: res.statusCode, headers: names.map((name) => [name, res.getHeader(name)!]) };
     if (below !== undefined) {
-      responseGates.set(res, this);
       this.#below = below;
       return;
     }

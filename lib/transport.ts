@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { serialize as serializeCookie, type SerializeOptions } from 'cookie';
 import { sign, unsign } from 'cookie-signature';
+import { storageKey } from './manager';
 import { MIN_SECRET_LENGTH, SESSION_ID_PATTERN, type ResolvedOptions, type Transport } from './options';
 
 /** What the response must carry about the id once the session is committed. */
@@ -12,6 +13,8 @@ export type IdOutcome =
 /** The id a request carried, after its signature (if any) checked out. */
 export interface IncomingId {
   sid: string;
+  /** Its storage key (see `storageKey`). */
+  key: string;
   /** The value as received, reusable as is when it is already signed with the current secret. */
   raw: string;
   /** True when `raw` is exactly what we would send for `sid` now. */
@@ -33,14 +36,27 @@ const MAX_RAW_VALUES = 8;
 const VERIFIED_CACHE_SIZE = 10_000;
 
 /**
+ * A transported value that verified: whether it came as a cookie (URL-encoded
+ * text), the value, its id, the id's storage key, and the secret that signed
+ * it (undefined: unsigned).
+ */
+interface Verified {
+  cookie: boolean;
+  value: string;
+  sid: string;
+  key: string;
+  secret: string | undefined;
+}
+
+/**
  * Where the id travels: read from the listed transports in order, written to
  * the cookie and/or the response header. Signing follows cookie-parser's `s:`
  * format, so either side verifies the other's cookies.
  */
 export class IdTransport {
   readonly #options: ResolvedOptions;
-  /** Signed values already verified → the id and the secret that signed it (skips the HMAC for returning visitors). */
-  readonly #verified = new Map<string, { sid: string; secret: string }>();
+  /** Values already verified → what they hold: a returning visitor costs one lookup, no HMAC and no hash. */
+  readonly #verified = new Map<string, Verified>();
   readonly #attributeCache: [insecure?: string, secure?: string] = [];
   #warnedWeakSecret = false;
   /** cookie-parser's secret as last seen, resolved once rather than per request. */
@@ -58,12 +74,16 @@ export class IdTransport {
    */
   candidates(req: IncomingMessage): IncomingId[] {
     const found: IncomingId[] = [];
+    const secrets = this.secrets(req);
     let budget = MAX_RAW_VALUES;
     for (const via of this.#options.transports) {
-      for (const raw of this.#rawValues(req, via)) {
+      const cookie = via === 'cookie';
+      for (const text of this.#rawValues(req, via)) {
         if (budget-- === 0) return found;
-        const decoded = this.decode(raw, req);
-        if (decoded !== undefined && !found.some((each) => each.sid === decoded.sid)) found.push({ sid: decoded.sid, current: decoded.current, raw, via });
+        const decoded = this.#decode(text, cookie, secrets);
+        if (decoded !== undefined && !found.some((each) => each.sid === decoded.sid)) {
+          found.push({ sid: decoded.sid, key: decoded.key, current: decoded.secret === secrets?.[0], raw: decoded.value, via });
+        }
       }
       if (via === 'cookie') this.#addVerifiedByCookieParser(req, found);
     }
@@ -80,26 +100,33 @@ export class IdTransport {
     if (this.#options.secrets) return;
     const sid = (req as SecretSource).signedCookies?.[this.#options.cookieName];
     if (typeof sid !== 'string' || !SESSION_ID_PATTERN.test(sid) || found.some((each) => each.sid === sid)) return;
-    found.push({ sid, raw: sid, current: false, via: 'cookie' });
+    found.push({ sid, key: storageKey(sid), raw: sid, current: false, via: 'cookie' });
   }
 
-  /** Verifies a transported value; undefined for anything malformed or badly signed. */
-  decode(value: string, req: IncomingMessage): { sid: string; current: boolean } | undefined {
-    const secrets = this.secrets(req);
-    if (secrets === undefined) return SESSION_ID_PATTERN.test(value) ? { sid: value, current: true } : undefined;
+  /**
+   * Verifies a transported value (a cookie's still URL-encoded, as it came);
+   * undefined for anything malformed or badly signed.
+   */
+  #decode(text: string, cookie: boolean, secrets: string[] | undefined): Verified | undefined {
+    const known = this.#verified.get(text);
+    if (known !== undefined && known.cookie === cookie && (known.secret === undefined ? secrets === undefined : secrets?.includes(known.secret))) return known;
+    const value = cookie ? decodeCookieValue(text) : text;
+    if (value === undefined) return undefined;
+    if (secrets === undefined) return SESSION_ID_PATTERN.test(value) ? this.#remember(text, cookie, value, value, undefined) : undefined;
     if (!value.startsWith('s:')) return undefined;
-    const known = this.#verified.get(value);
-    if (known !== undefined && secrets.includes(known.secret)) return { sid: known.sid, current: known.secret === secrets[0] };
     for (const secret of secrets) {
       const sid = unsign(value.slice(2), secret);
-      if (sid !== false && SESSION_ID_PATTERN.test(sid)) {
-        // Only values that verified are kept, so a flood of forgeries cannot fill the cache.
-        if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
-        this.#verified.set(value, { sid, secret });
-        return { sid, current: secret === secrets[0] };
-      }
+      if (sid !== false && SESSION_ID_PATTERN.test(sid)) return this.#remember(text, cookie, value, sid, secret);
     }
     return undefined;
+  }
+
+  /** Only values that verified are kept, so a flood of forgeries cannot fill the cache. */
+  #remember(text: string, cookie: boolean, value: string, sid: string, secret: string | undefined): Verified {
+    if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+    const verified = { cookie, value, sid, key: storageKey(sid), secret };
+    this.#verified.set(text, verified);
+    return verified;
   }
 
   /** The id as it travels: signed with the first secret when there is one. */
@@ -231,7 +258,8 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
 
 /**
  * Every value of cookie `name` in a Cookie header, in order (the `cookie`
- * package keeps only the first). Values are URL-decoded as `cookie` does.
+ * package keeps only the first), still URL-encoded: a verified value is
+ * looked up as it came (see `decodeCookieValue`).
  */
 function cookieValues(header: string, name: string): string[] {
   const values: string[] = [];
@@ -244,7 +272,7 @@ function cookieValues(header: string, name: string): string[] {
     if (header.startsWith(name, start)) {
       let eq = start + name.length;
       while (eq < end && isBlank(header.charCodeAt(eq))) eq++;
-      if (eq < end && header.charCodeAt(eq) === EQUALS) pushValue(values, header.slice(eq + 1, end).trim());
+      if (eq < end && header.charCodeAt(eq) === EQUALS) values.push(header.slice(eq + 1, end).trim());
     }
     at = end + 1;
   }
@@ -253,13 +281,13 @@ function cookieValues(header: string, name: string): string[] {
 
 const EQUALS = 0x3d;
 
-/** A cookie value as `cookie` reads it: unquoted, URL-decoded; a broken %-escape is malformed and skipped. */
-function pushValue(values: string[], raw: string): void {
+/** A cookie value as `cookie` reads it: unquoted, URL-decoded; undefined for a broken %-escape. */
+function decodeCookieValue(raw: string): string | undefined {
   const value = raw.length > 1 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
   try {
-    values.push(value.includes('%') ? decodeURIComponent(value) : value);
+    return value.includes('%') ? decodeURIComponent(value) : value;
   } catch {
-    // skipped like any bad value
+    return undefined;
   }
 }
 

@@ -379,7 +379,10 @@ function storedUser(encoded: string): string | undefined {
 }
 
 function decodeValues(encoded: string): Map<string, string> {
-  return new Map(Object.entries(JSON.parse(valuesText(encoded)) as Record<string, string>));
+  const parsed = JSON.parse(valuesText(encoded)) as Record<string, string>;
+  const values = new Map<string, string>();
+  for (const key of Object.keys(parsed)) values.set(key, parsed[key]); // no [key, value] array per entry, as Object.entries makes
+  return values;
 }
 
 function withChanges(values: Map<string, string>, changes: ReadonlyMap<string, string | undefined>): Map<string, string> {
