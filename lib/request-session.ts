@@ -193,7 +193,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
   save(): Promise<boolean> {
     return this.#enqueue(async () => {
       await this.#commit(false);
-      await this.#enforceUserCap();
+      if (this.#newlyBound !== undefined) await this.#enforceUserCap();
       this.#recheck = this.#state.kind === 'stored';
     }).then(() => this.#state.kind !== 'lost');
   }
@@ -202,7 +202,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
   commit(headersSent: boolean): Promise<void> {
     return this.#enqueue(async () => {
       await this.#commit(headersSent);
-      await this.#enforceUserCap();
+      if (this.#newlyBound !== undefined) await this.#enforceUserCap();
     });
   }
 
@@ -216,7 +216,7 @@ export class RequestSession implements SessionHost, GateSession, RequestState {
       if (state.kind === 'lost') return;
       this.#renewDue = false;
       await this.#move(state, graceMs, false);
-      await this.#enforceUserCap();
+      if (this.#newlyBound !== undefined) await this.#enforceUserCap();
     });
   }
 

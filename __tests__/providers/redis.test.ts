@@ -231,13 +231,17 @@ describeRedis('redis provider', () => {
       expect(await client.zRange(userSet('bob'), 0, -1)).toEqual(['theirs']);
     });
 
-    it('counts a session written before the indexes existed only from its next write', async () => {
+    it('counts a session written before the indexes existed only from its next write that moves its expiry', async () => {
       const now = Date.now();
       await client.hSet(`${provider.prefix}{old}`, { 'm:c': String(now), 'm:e': String(now + MINUTE), 'v:n': '1' });
       await client.pExpireAt(`${provider.prefix}{old}`, now + MINUTE);
       await expect(provider.count(now)).resolves.toBe(0);
-      await provider.touch('old', now + MINUTE, now);
+      // A write that keeps the expiry (the common one: it slides on the touchAfter schedule) leaves TTL and indexes alone.
+      await expect(provider.update('old', new Map([['n', '2']]), now + MINUTE, now)).resolves.toBe(true);
+      await expect(provider.count(now)).resolves.toBe(0);
+      await provider.touch('old', now + 2 * MINUTE, now);
       await expect(provider.count(now)).resolves.toBe(1);
+      expect(await client.pExpireTime(`${provider.prefix}{old}`)).toBe(now + 2 * MINUTE);
     });
   });
 

@@ -121,7 +121,8 @@ return 1`);
 
 /**
  * Applies per-field changes and the new expiry if the session is live at `now`;
- * returns 1 when it did, 0 otherwise. Also serves touch (keep, n = 0, nothing to delete).
+ * returns 1 when it did, 0 otherwise. Most writes keep the expiry (it slides on
+ * the `touchAfter` schedule): then the TTL and the indexes are left as they are. Also serves touch (keep, n = 0, nothing to delete).
  * KEYS[1] session, KEYS[2] expiries, KEYS[3] the new user's set (mode bind only);
  * ARGV: prefix, sid, now, expiresAt, mode, userHash (or ''), n, n field/value pairs to set, then fields to delete.
  */
@@ -131,7 +132,8 @@ if not e or tonumber(e) <= tonumber(ARGV[3]) then return 0 end
 local last = 7 + 2 * tonumber(ARGV[7])
 for i = 8, last, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 for i = last + 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-redis.call('HSET', KEYS[1], '${EXPIRES_FIELD}', ARGV[4])
+local moved = e ~= ARGV[4]
+if moved then redis.call('HSET', KEYS[1], '${EXPIRES_FIELD}', ARGV[4]) end
 local old = redis.call('HGET', KEYS[1], '${USER_FIELD}')
 if ARGV[5] == '${USER_BIND}' then
   if old and old ~= ARGV[6] then unindexUser(old, ARGV[2]) end
@@ -140,11 +142,13 @@ if ARGV[5] == '${USER_BIND}' then
 elseif old and ARGV[5] == '${USER_UNBIND}' then
   unindexUser(old, ARGV[2])
   redis.call('HDEL', KEYS[1], '${USER_FIELD}')
-elseif old then
+elseif old and moved then
   indexUser(userKey(old), ARGV[2], ARGV[4])
 end
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+if moved then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+end
 return 1`);
 
 /** What MOVE_SCRIPT returns when `from` is missing or expired at `now`. */

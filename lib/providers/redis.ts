@@ -269,7 +269,7 @@ export class RedisProvider implements Provider {
     const keys = [this.#key(sid), this.#expiries, ...user.keys];
     const args = [this.prefix, sid, String(now), String(expiresAt), user.mode, user.hash, ...changeArgs(changes)];
     const updated = (await this.#eval('update', UPDATE_SCRIPT, keys, args, flag)) === 1;
-    if (updated) await this.#acknowledged('update', keys);
+    if (updated && this.waitReplicas > 0) await this.#acknowledged('update', keys); // no extra await on the hot path
     return updated;
   }
 
@@ -299,7 +299,7 @@ export class RedisProvider implements Provider {
     const args = [this.prefix, sid, String(now), String(expiresAt), USER_KEEP, '', '0'];
     const keys = [this.#key(sid), this.#expiries];
     const touched = (await this.#eval('touch', UPDATE_SCRIPT, keys, args, flag)) === 1;
-    if (touched) await this.#acknowledged('touch', keys);
+    if (touched && this.waitReplicas > 0) await this.#acknowledged('touch', keys); // no extra await on the hot path
     return touched;
   }
 
