@@ -121,8 +121,9 @@ return 1`);
 
 /**
  * Applies per-field changes and the new expiry if the session is live at `now`;
- * returns 1 when it did, 0 otherwise. Most writes keep the expiry (it slides on
- * the `touchAfter` schedule): then the TTL and the indexes are left as they are. Also serves touch (keep, n = 0, nothing to delete).
+ * returns 1 when it did, 0 otherwise. Also serves touch (keep, n = 0, nothing
+ * to delete). Most writes keep the expiry (it slides on the `touchAfter`
+ * schedule): then the TTL and the indexes are left as they are.
  * KEYS[1] session, KEYS[2] expiries, KEYS[3] the new user's set (mode bind only);
  * ARGV: prefix, sid, now, expiresAt, mode, userHash (or ''), n, n field/value pairs to set, then fields to delete.
  */
